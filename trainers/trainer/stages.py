@@ -3,18 +3,18 @@
 | stage | when it fires | a hook receives | its return |
 | --- | --- | --- | --- |
 | ``setup`` | once, before the first batch (after a checkpoint is loaded) | nothing | ignored |
-| ``pre_epoch`` | each collected batch, before ``batch_process`` | the raw batch | ignored |
+| ``pre_epoch`` | each collected batch, before ``batch_process`` | the raw batch | the batch to use (or None: keep) |
 | ``batch_process`` | each collected batch | the batch | the batch to use (or None: keep) |
 | ``pre_steps_log`` | after ``batch_process`` | the batch | a dict to log, or None |
-| ``pre_optim_steps`` | before the optimization steps of a batch | nothing | ignored |
+| ``pre_optim_steps`` | before the optimization steps of a batch (skipped during warm-up) | nothing | ignored |
 | ``process_optim_batch`` | each optimization step, before the loss | the batch | the sub-batch for the loss |
-| ``post_loss`` | after the loss forward | the loss TensorDict | ignored |
-| ``optimizer`` | after ``post_loss`` (backward, clip, step, zero_grad) | the loss TensorDict | ignored |
+| ``post_loss`` | after the loss forward | the sub-batch (the loss may have written ``td_error`` into it) | ignored |
+| ``optimizer`` | after ``post_loss``: backward, clip, step, zero_grad | the loss TensorDict | ignored |
 | ``post_optim`` | after the optimizer step | nothing | ignored |
 | ``post_optim_log`` | after ``post_optim`` | the sub-batch | a dict to log, or None |
-| ``post_steps`` | after all optimization steps of a batch | nothing | ignored |
+| ``post_steps`` | after all optimization steps of a batch (skipped during warm-up) | nothing | ignored |
 | ``post_steps_log`` | after ``post_steps`` | the batch | a dict to log, or None |
-| ``post_epoch`` | at the end of each batch iteration (after saving) | nothing | ignored |
+| ``post_epoch`` | at the end of each batch iteration (after logging and saving) | nothing | ignored |
 | ``shutdown`` | once, when training ends for any reason (also on errors and Ctrl-C) | nothing | ignored |
 
 A logging hook's dict may hold the reserved key ``"log_pbar"`` (bool): its values are then also
@@ -32,7 +32,7 @@ class StageKind(Enum):
     DATA = "data"  # TensorDict in, TensorDict (or None) out
     LOGGING = "logging"  # TensorDict in, dict or None out
     OPERATION = "operation"  # no input; return ignored
-    LOSS = "loss"  # loss TensorDict in; return ignored
+    INSPECT = "inspect"  # TensorDict in; return ignored
 
 
 class Stage(str, Enum):
@@ -74,8 +74,8 @@ _KINDS = {
     Stage.PRE_STEPS_LOG: StageKind.LOGGING,
     Stage.PRE_OPTIM_STEPS: StageKind.OPERATION,
     Stage.PROCESS_OPTIM_BATCH: StageKind.DATA,
-    Stage.POST_LOSS: StageKind.LOSS,
-    Stage.OPTIMIZER: StageKind.LOSS,
+    Stage.POST_LOSS: StageKind.INSPECT,
+    Stage.OPTIMIZER: StageKind.INSPECT,
     Stage.POST_OPTIM: StageKind.OPERATION,
     Stage.POST_OPTIM_LOG: StageKind.LOGGING,
     Stage.POST_STEPS: StageKind.OPERATION,

@@ -1,0 +1,222 @@
+"""Built-in hooks against hand-computed references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from tensordict import TensorDict
+
+from tests.trainer.toy import LinearLoss, ToyCollector
+from trainers import (
+    BatchSubSampler,
+    ClearCudaCache,
+    CountFramesLog,
+    LogScalar,
+    LRSchedulerHook,
+    OptimizerHook,
+    RewardNormalizer,
+    SelectKeys,
+    TargetNetUpdaterHook,
+    Trainer,
+    UpdateWeights,
+    UTDRHook,
+)
+
+
+def _batch() -> TensorDict:
+    reward = torch.arange(8, dtype=torch.float32).reshape(2, 4, 1)
+    return TensorDict(
+        {"observation": torch.randn(2, 4, 3), "next": {"reward": reward}}, batch_size=[2, 4]
+    )
+
+
+def _trainer(**kw) -> Trainer:
+    loss = LinearLoss()
+    args = dict(
+        collector=ToyCollector(total_frames=32),
+        total_frames=32,
+        frame_skip=1,
+        optim_steps_per_batch=2,
+        loss_module=loss,
+        progress_bar=False,
+    )
+    args.update(kw)
+    return Trainer(**args)
+
+
+@pytest.mark.parametrize(
+    ("reduction", "expected"), [("mean", 3.5), ("max", 7.0), ("min", 0.0), ("sum", 28.0)]
+)
+def test_log_scalar_reductions(reduction, expected):
+    out = LogScalar(logname="r", reduction=reduction, include_std=False)(_batch())
+    assert float(out["r"]) == expected
+    assert out["log_pbar"] is False
+
+
+def test_log_scalar_std_and_mask():
+    batch = _batch()
+    out = LogScalar(logname="r", include_std=True, log_pbar=True)(batch)
+    assert float(out["r_std"]) == pytest.approx(np.std(np.arange(8), ddof=1), rel=1e-6)
+    batch.set(("collector", "mask"), torch.tensor([[True] * 4, [False] * 4]))
+    masked = LogScalar(logname="r")(batch)
+    assert float(masked["r"]) == 1.5  # mean of 0..3
+    assert LogScalar(key="missing")(batch) is None
+
+
+def test_log_scalar_rejects_unknown_reduction():
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        LogScalar(reduction="median")
+
+
+def test_select_keys_keeps_only_listed_entries():
+    out = SelectKeys(["observation"])(_batch())
+    assert list(out.keys()) == ["observation"]
+    with pytest.raises(TypeError, match="list of keys"):
+        SelectKeys("observation")
+
+
+def test_batch_sub_sampler_frames_and_windows():
+    torch.manual_seed(0)
+    batch = _batch()
+    batch.set("t", torch.arange(4).expand(2, 4))
+    flat = BatchSubSampler(batch_size=5)(batch)
+    assert flat.batch_size == torch.Size([5])
+    windows = BatchSubSampler(batch_size=6, sub_traj_len=3)(batch)
+    assert windows.batch_size == torch.Size([2, 3])
+    steps = windows["t"]
+    assert torch.equal(steps[:, 1:] - steps[:, :-1], torch.ones(2, 2, dtype=steps.dtype))
+    with pytest.raises(ValueError, match="sub_traj_len must be 0 or divide batch_size=5"):
+        BatchSubSampler(batch_size=5, sub_traj_len=2)
+
+
+def test_reward_normalizer_matches_numpy_reference():
+    normalizer = RewardNormalizer(decay=0.5, scale=2.0)
+    rewards = [np.arange(8.0), np.arange(8.0) * 3 + 1]
+    for r in rewards:
+        batch = TensorDict({"next": {"reward": torch.tensor(r).reshape(2, 4, 1)}}, [2, 4])
+        normalizer.update_reward_stats(batch)
+    w = 0.5 * 8 + 8
+    s = 0.5 * rewards[0].sum() + rewards[1].sum()
+    sq = 0.5 * (rewards[0] ** 2).sum() + (rewards[1] ** 2).sum()
+    mean, std = s / w, np.sqrt(sq / w - (s / w) ** 2)
+    out = normalizer.normalize_reward(_batch())
+    expected = 2.0 * (np.arange(8.0) - mean) / std
+    np.testing.assert_allclose(out["next", "reward"].flatten().numpy(), expected, rtol=1e-5)
+    assert torch.equal(_batch()["next", "reward"], torch.arange(8.0).reshape(2, 4, 1))
+
+
+def test_reward_normalizer_state_round_trip():
+    a, b = RewardNormalizer(), RewardNormalizer()
+    a.update_reward_stats(_batch())
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a.normalize(torch.ones(3)), b.normalize(torch.ones(3)))
+
+
+def test_optimizer_hook_clips_by_norm_like_torch():
+    torch.manual_seed(0)
+    trainer = _trainer(clip_norm=0.01)
+    optim = torch.optim.SGD(trainer.loss_module.parameters(), lr=1.0)
+    hook = OptimizerHook(optim)
+    hook.register(trainer)
+    before = [p.detach().clone() for p in trainer.loss_module.parameters()]
+    batch = next(iter(ToyCollector()))
+    losses = trainer.loss_module(batch)
+    losses["loss_mse"].backward(retain_graph=True)
+    reference_norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in trainer.loss_module.parameters()))
+    optim.zero_grad()
+    hook(losses)
+    assert float(losses["grad_norm"]) == pytest.approx(float(reference_norm), rel=1e-5)
+    step = torch.sqrt(
+        sum(
+            (b - p.detach()).pow(2).sum()
+            for b, p in zip(before, trainer.loss_module.parameters(), strict=True)
+        )
+    )
+    assert float(step) == pytest.approx(0.01, rel=1e-4)  # lr 1: the update is the clipped grad
+    assert all(p.grad is None for p in trainer.loss_module.parameters())
+
+
+def test_two_optimizer_hooks_on_separate_loss_components():
+    torch.manual_seed(0)
+    a, b = torch.nn.Parameter(torch.ones(1)), torch.nn.Parameter(torch.ones(1))
+    shared = torch.nn.Parameter(torch.ones(1))
+
+    def loss(td):
+        base = shared * td["observation"].mean()
+        return TensorDict({"loss_a": (a * base) ** 2, "loss_b": (b * base) ** 2}, [])
+
+    trainer = _trainer(loss_module=loss, optim_steps_per_batch=1, total_frames=8)
+    OptimizerHook(torch.optim.SGD([a], lr=0.1), ["loss_a"]).register(trainer, "opt_a")
+    OptimizerHook(torch.optim.SGD([b, shared], lr=0.1), ["loss_b"]).register(trainer, "opt_b")
+    trainer.train()  # would fail without retain_graph on the first hook
+    assert a.item() != 1.0 and b.item() != 1.0
+    with pytest.raises(KeyError, match="loss_c"):
+        OptimizerHook(torch.optim.SGD([a], lr=0.1), ["loss_c"])(loss(_batch()))
+
+
+def test_update_weights_interval_and_getter():
+    class Collector:
+        def __init__(self):
+            self.received = []
+
+        def update_policy_weights_(self, weights=None):
+            self.received.append(weights)
+
+    collector = Collector()
+    hook = UpdateWeights(collector, update_weights_interval=2, policy_weights_getter=lambda: "w")
+    for _ in range(5):
+        hook()
+    assert collector.received == ["w", "w"]
+    with pytest.raises(TypeError, match="update_policy_weights_"):
+        UpdateWeights(object())
+
+
+def test_target_net_updater_hook_steps_after_each_optimizer_step():
+    class Counter:
+        def __init__(self):
+            self.steps = 0
+
+        def step(self):
+            self.steps += 1
+
+    counter = Counter()
+    trainer = _trainer(optimizer=torch.optim.SGD(LinearLoss().parameters(), lr=0.0))
+    TargetNetUpdaterHook(counter).register(trainer)
+    trainer.train()
+    assert counter.steps == trainer.state.optim_steps == 8
+    with pytest.raises(TypeError, match="step"):
+        TargetNetUpdaterHook(None)
+
+
+def test_utd_ratio_and_frame_count_logs():
+    trainer = _trainer(
+        optimizer=torch.optim.SGD(LinearLoss().parameters(), lr=0.0), log_interval=32
+    )
+    UTDRHook().register(trainer)
+    CountFramesLog().register(trainer)
+    trainer.train()
+    assert trainer.logged["utd_ratio"] == pytest.approx(np.mean([2 / 8, 4 / 16, 6 / 24, 8 / 32]))
+    assert trainer.logged["n_frames"] == np.mean([8, 16, 24, 32])
+
+
+def test_lr_scheduler_hook_steps_and_checkpoints():
+    loss = LinearLoss()
+    optim = torch.optim.SGD(loss.parameters(), lr=1.0)
+    trainer = _trainer(loss_module=loss, optimizer=optim, log_interval=32)
+    sched = torch.optim.lr_scheduler.StepLR(optim, step_size=1, gamma=0.5)
+    LRSchedulerHook(sched, every="batch").register(trainer)
+    trainer.train()
+    assert optim.param_groups[0]["lr"] == 0.5**4
+    assert trainer.state_dict()["modules"]["lr_scheduler"]["last_epoch"] == 4
+    with pytest.raises(ValueError, match="every must be one of"):
+        LRSchedulerHook(sched, every="epoch")
+
+
+def test_clear_cuda_cache_validates_interval():
+    with pytest.raises(ValueError, match="interval must be >= 1"):
+        ClearCudaCache(0)
+    hook = ClearCudaCache(2)
+    hook()
+    hook()
+    assert hook.count == 2

@@ -1,0 +1,23 @@
+"""Hook classes: small stateful objects that attach themselves to a Trainer's stages."""
+
+from trainers.hooks.base import TrainerHookBase
+from trainers.hooks.data import BatchSubSampler, RewardNormalizer, SelectKeys
+from trainers.hooks.logging import CountFramesLog, EarlyStopping, LogScalar, UTDRHook
+from trainers.hooks.optim import ClearCudaCache, LRSchedulerHook, OptimizerHook
+from trainers.hooks.weights import TargetNetUpdaterHook, UpdateWeights
+
+__all__ = [
+    "BatchSubSampler",
+    "ClearCudaCache",
+    "CountFramesLog",
+    "EarlyStopping",
+    "LRSchedulerHook",
+    "LogScalar",
+    "OptimizerHook",
+    "RewardNormalizer",
+    "SelectKeys",
+    "TargetNetUpdaterHook",
+    "TrainerHookBase",
+    "UTDRHook",
+    "UpdateWeights",
+]

@@ -1,0 +1,192 @@
+"""Hooks that turn batches and counters into logged scalars."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from tensordict import TensorDictBase
+
+from trainers import keys
+from trainers.hooks.base import TrainerHookBase
+from trainers.trainer.stages import Stage
+
+if TYPE_CHECKING:
+    from trainers.trainer.trainer import Trainer
+
+_REDUCTIONS = ("mean", "max", "min", "sum")
+
+
+class LogScalar(TrainerHookBase):
+    """Logs a reduction (and optionally the std) of one batch entry.
+
+    Frames marked invalid by ``("collector", "mask")`` are ignored. Values stay on their device:
+    the trainer syncs once per log write. Returned names: ``logname`` and ``logname + "_std"``.
+
+    Args:
+        key: the entry to reduce, e.g. ``("next", "reward")``.
+        logname: the logged name.
+        log_pbar: also show the value on the progress bar.
+        include_std: also log the standard deviation.
+        reduction: one of ``mean``, ``max``, ``min``, ``sum``.
+
+    Examples:
+        >>> LogScalar(("next", "reward"), "r_training", log_pbar=True).register(trainer)
+    """
+
+    def __init__(
+        self,
+        key: str | tuple[str, ...] = keys.REWARD,
+        logname: str = "r_training",
+        log_pbar: bool = False,
+        include_std: bool = True,
+        reduction: str = "mean",
+    ) -> None:
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"LogScalar reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        self.key = key
+        self.logname = logname
+        self.log_pbar = log_pbar
+        self.include_std = include_std
+        self.reduction = reduction
+
+    def register(self, trainer: Trainer, name: str | None = None) -> None:
+        del name
+        trainer.register_op(Stage.PRE_STEPS_LOG, self)
+
+    def __call__(self, batch: TensorDictBase) -> dict[str, Any] | None:
+        value = batch.get(self.key, None)
+        if value is None:
+            return None
+        value = value.float()
+        mask = batch.get(keys.MASK, None)
+        if mask is not None:
+            value = value[mask]
+        if value.numel() == 0:
+            return None
+        out: dict[str, Any] = {self.logname: getattr(torch, self.reduction)(value)}
+        if self.include_std and value.numel() > 1:
+            out[f"{self.logname}_std"] = value.std()
+        out["log_pbar"] = self.log_pbar
+        return out
+
+
+class CountFramesLog(TrainerHookBase):
+    """Logs the number of frames collected so far as ``n_frames``.
+
+    Examples:
+        >>> CountFramesLog().register(trainer)
+    """
+
+    def __init__(self, log_pbar: bool = False) -> None:
+        self.log_pbar = log_pbar
+        self._trainer: Trainer | None = None
+
+    def register(self, trainer: Trainer, name: str | None = None) -> None:
+        del name
+        self._trainer = trainer
+        trainer.register_op(Stage.PRE_STEPS_LOG, self)
+
+    def __call__(self, batch: TensorDictBase) -> dict[str, Any]:
+        del batch
+        frames = self._trainer.state.frames if self._trainer is not None else 0
+        return {"n_frames": frames, "log_pbar": self.log_pbar}
+
+
+class UTDRHook(TrainerHookBase):
+    """Logs the update-to-data ratio: optimization steps per collected frame, as ``utd_ratio``.
+
+    Examples:
+        >>> UTDRHook(trainer).register(trainer)
+    """
+
+    def __init__(self, trainer: Trainer | None = None) -> None:
+        self._trainer = trainer
+
+    def register(self, trainer: Trainer, name: str | None = None) -> None:
+        del name
+        self._trainer = trainer
+        trainer.register_op(Stage.POST_STEPS_LOG, self)
+
+    def __call__(self, batch: TensorDictBase) -> dict[str, Any] | None:
+        del batch
+        trainer = self._trainer
+        if trainer is None or trainer.state.frames == 0:
+            return None
+        return {"utd_ratio": trainer.state.optim_steps / trainer.state.frames, "log_pbar": False}
+
+
+class EarlyStopping(TrainerHookBase):
+    """Stops training when a logged metric reaches a target or stops improving.
+
+    Checked after each logger write (``trainer.logged``). Stops through
+    ``trainer.request_stop``, so the final checkpoint and shutdown hooks still run.
+
+    Args:
+        metric: a logged name, e.g. ``"episode_return"``.
+        threshold: stop once the metric is at least (``mode="max"``) / at most this value.
+        patience: stop after this many log writes without an improvement by ``min_delta``.
+        mode: ``"max"`` or ``"min"``.
+        min_delta: the smallest change that counts as an improvement.
+
+    Examples:
+        >>> EarlyStopping("episode_return", threshold=-200.0).register(trainer)
+    """
+
+    def __init__(
+        self,
+        metric: str,
+        *,
+        threshold: float | None = None,
+        patience: int | None = None,
+        mode: str = "max",
+        min_delta: float = 0.0,
+    ) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"EarlyStopping mode must be 'max' or 'min', got {mode!r}")
+        if threshold is None and patience is None:
+            raise ValueError("EarlyStopping needs a threshold, a patience, or both")
+        if patience is not None and patience < 1:
+            raise ValueError(f"EarlyStopping patience must be >= 1, got {patience}")
+        self.metric = metric
+        self.threshold = threshold
+        self.patience = patience
+        self.sign = 1.0 if mode == "max" else -1.0
+        self.min_delta = min_delta
+        self.best: float | None = None
+        self.stale_logs = 0
+        self._seen_log_at = -1
+        self._trainer: Trainer | None = None
+
+    def register(self, trainer: Trainer, name: str | None = "early_stopping") -> None:
+        self._trainer = trainer
+        trainer.register_module(name or "early_stopping", self)
+        trainer.register_op(Stage.POST_EPOCH, self)
+
+    def __call__(self) -> None:
+        trainer = self._trainer
+        if trainer is None or trainer.state.frames_at_last_log == self._seen_log_at:
+            return
+        self._seen_log_at = trainer.state.frames_at_last_log
+        value = trainer.logged.get(self.metric)
+        if value is None:
+            return
+        if self.threshold is not None and self.sign * (value - self.threshold) >= 0:
+            trainer.request_stop(f"early stopping: {self.metric}={value:.4g} reached target")
+            return
+        if self.best is None or self.sign * (value - self.best) > self.min_delta:
+            self.best, self.stale_logs = value, 0
+            return
+        self.stale_logs += 1
+        if self.patience is not None and self.stale_logs >= self.patience:
+            trainer.request_stop(
+                f"early stopping: {self.metric} did not improve for {self.patience} logs"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "stale_logs": self.stale_logs, "seen": self._seen_log_at}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = state_dict["best"]
+        self.stale_logs = state_dict["stale_logs"]
+        self._seen_log_at = state_dict["seen"]

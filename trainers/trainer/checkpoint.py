@@ -1,0 +1,167 @@
+"""Atomic checkpoint files: one ``.pt`` file (``torch``) or a memory-mapped directory.
+
+The backend is chosen by the ``CKPT_BACKEND`` environment variable, as in the reference:
+``torch`` (default) writes one file with ``torch.save``; ``torchsnapshot`` writes a directory
+whose tensors are memory-mapped files (tensordict's memmap format), so a replay buffer larger
+than RAM is streamed to disk and read back lazily. The torchsnapshot package itself is not used:
+it is unmaintained and does not support current torch; the directory format below gives the same
+property (tensors larger than memory) with one dependency fewer.
+
+Both backends write to a temporary path first and rename it into place, so a crash during a save
+leaves the previous checkpoint intact, and both load with ``torch.load(weights_only=True)``:
+a checkpoint cannot execute code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+BACKENDS = ("torch", "torchsnapshot")
+FORMAT = "trainrl-checkpoint"
+_META_FILE = "meta.pt"
+_TENSORS_DIR = "tensors"
+_TENSOR_REF = "__tensor_ref__"
+_TENSORDICT = "__tensordict__"
+# Tensors at least this large are returned memory-mapped by the directory backend; smaller ones
+# (parameters, optimizer moments) are read into ordinary tensors so training never writes through
+# to the checkpoint's files.
+MEMMAP_MIN_BYTES = 16 * 2**20
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated, or was not written by trainrl."""
+
+
+def backend_from_env() -> str:
+    """Returns the checkpoint backend named by ``CKPT_BACKEND`` (default ``torch``)."""
+    backend = os.environ.get("CKPT_BACKEND", "torch")
+    if backend not in BACKENDS:
+        raise ValueError(f"CKPT_BACKEND={backend!r} is not supported; use one of {BACKENDS}")
+    return backend
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path, backend: str) -> None:
+    """Writes ``state`` atomically to ``path`` (a file for ``torch``, a directory otherwise)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "state": _encode(state)}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if backend == "torch":
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return
+    _write_directory(payload, tmp)
+    _swap_directory(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Reads a checkpoint written by :func:`save_checkpoint`, whichever backend wrote it."""
+    path = Path(path)
+    if not path.exists() and _previous_dir(path).is_dir():
+        path = _previous_dir(path)  # a crash happened between the two renames of a save
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        payload = _read_directory(path) if path.is_dir() else torch.load(path, weights_only=True)
+    except Exception as err:  # truncated files raise a zoo of pickle/zip errors
+        raise CheckpointError(
+            f"{path} is not a readable trainrl checkpoint (truncated or foreign file): {err}"
+        ) from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} was not written by trainrl (no {FORMAT!r} marker)")
+    return _decode(payload["state"])
+
+
+def _write_directory(payload: dict[str, Any], tmp: Path) -> None:
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    tensors: dict[str, Any] = {}
+    meta = _extract_tensors(payload, tensors)
+    # memmap() streams each tensor to its own file; memory-mapped sources are copied page-wise.
+    TensorDict(tensors, batch_size=[]).memmap(tmp / _TENSORS_DIR)
+    with open(tmp / _META_FILE, "wb") as f:
+        torch.save(meta, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _read_directory(path: Path) -> Any:
+    meta = torch.load(path / _META_FILE, weights_only=True)
+    tensors = TensorDict.load_memmap(path / _TENSORS_DIR)
+    return _insert_tensors(meta, tensors)
+
+
+def _previous_dir(path: Path) -> Path:
+    return path.with_name(f".{path.name}.previous")
+
+
+def _swap_directory(tmp: Path, path: Path) -> None:
+    previous = _previous_dir(path)
+    if previous.exists():
+        shutil.rmtree(previous)
+    if path.exists():
+        os.replace(path, previous)
+    os.replace(tmp, path)
+    # Unlinking keeps any memory-mapped tensor loaded from the old checkpoint readable.
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _extract_tensors(obj: Any, out: dict[str, Any]) -> Any:
+    """Replaces every tensor in ``obj`` by a reference into ``out``."""
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(out)}"
+        out[key] = obj.detach()
+        return {_TENSOR_REF: key}
+    if isinstance(obj, dict):
+        return {k: _extract_tensors(v, out) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_extract_tensors(v, out) for v in obj)
+    return obj
+
+
+def _insert_tensors(obj: Any, tensors: TensorDictBase) -> Any:
+    if isinstance(obj, dict) and _TENSOR_REF in obj:
+        tensor = tensors.get(obj[_TENSOR_REF])
+        if tensor.numel() * tensor.element_size() >= MEMMAP_MIN_BYTES:
+            return tensor  # stays on disk; consumers copy what they need
+        return tensor.as_subclass(torch.Tensor).clone()
+    if isinstance(obj, dict):
+        return {k: _insert_tensors(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_insert_tensors(v, tensors) for v in obj)
+    return obj
+
+
+def _encode(obj: Any) -> Any:
+    """Turns TensorDicts into tagged plain dicts so ``weights_only`` loading accepts them."""
+    if isinstance(obj, TensorDictBase):
+        return {
+            _TENSORDICT: {k: _encode(v) for k, v in obj.items()},
+            "batch_size": list(obj.batch_size),
+        }
+    if isinstance(obj, dict):
+        return {k: _encode(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_encode(v) for v in obj)
+    return obj
+
+
+def _decode(obj: Any) -> Any:
+    if isinstance(obj, dict) and _TENSORDICT in obj:
+        items = {k: _decode(v) for k, v in obj[_TENSORDICT].items()}
+        return TensorDict(items, batch_size=obj["batch_size"])
+    if isinstance(obj, dict):
+        return {k: _decode(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_decode(v) for v in obj)
+    return obj
