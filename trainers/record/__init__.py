@@ -1,0 +1,1 @@
+"""Recording: loggers (:mod:`trainers.record.loggers`) and rollout recorders."""

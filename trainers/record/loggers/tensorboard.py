@@ -1,0 +1,84 @@
+"""A logger writing TensorBoard event files through ``torch.utils.tensorboard``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from trainers.record.loggers.common import Logger
+from trainers.record.loggers.utils import encode_gif, flatten_hparams, video_frames
+
+
+class TensorboardLogger(Logger):
+    """Writes scalars, hyperparameters and videos to ``<log_dir>/<exp_name>/events.out.tfevents.*``.
+
+    * Scalars: one ``add_scalar`` per value, tagged with its name (``/`` groups them in the UI).
+      Event files are appended by a background thread and flushed every 120 s and on
+      :meth:`close`; a resumed run writes a new event file in the same folder, and TensorBoard
+      joins them into one curve.
+    * Hyperparameters: written twice, in the same run folder. The HParams plugin summary shows
+      them in the HPARAMS tab; a Markdown table under the text tag ``hparams`` shows them in the
+      TEXT tab.
+    * Videos: encoded as an animated GIF with Pillow and written as an image summary, which the
+      IMAGES tab plays. This is what ``SummaryWriter.add_video`` does, without its moviepy
+      dependency.
+
+    Args:
+        exp_name: the run's folder name.
+        log_dir: parent folder of the run (point ``tensorboard --logdir`` at it).
+
+    Examples:
+        >>> logger = TensorboardLogger("sac_walker2d", log_dir="tb_logs")  # doctest: +SKIP
+        >>> logger.log_scalars({"r_training": 1.5}, step=1000)  # doctest: +SKIP
+        >>> logger.close()  # doctest: +SKIP
+    """
+
+    def __init__(self, exp_name: str, log_dir: str | Path = "tb_logs") -> None:
+        # imported here: torch.utils.tensorboard takes about a second to import
+        from torch.utils.tensorboard import SummaryWriter
+
+        super().__init__(exp_name, log_dir)
+        self.run_dir = self.log_dir / exp_name
+        self.experiment = SummaryWriter(log_dir=str(self.run_dir))
+
+    def log_scalars(self, values: Mapping[str, float], step: int | None = None) -> None:
+        for name, value in values.items():
+            self.experiment.add_scalar(name, float(value), self._resolve_step(name, step))
+
+    def log_hparams(self, cfg: Mapping) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        flat = flatten_hparams(cfg)
+        # `SummaryWriter.add_hparams` would write to a new sub-run; these three summaries keep the
+        # hyperparameters in this run's folder.
+        file_writer = self.experiment._get_file_writer()
+        for summary in hparams(flat, {}):
+            file_writer.add_summary(summary)
+        rows = "\n".join(f"| {_cell(key)} | {_cell(value)} |" for key, value in flat.items())
+        self.experiment.add_text("hparams", f"| name | value |\n| --- | --- |\n{rows}")
+
+    def log_video(
+        self, name: str, video: torch.Tensor, step: int | None = None, fps: int | None = None
+    ) -> None:
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        frames = video_frames(video)
+        _, height, width, channels = frames.shape
+        image = Summary.Image(
+            height=height,
+            width=width,
+            colorspace=channels,
+            encoded_image_string=encode_gif(frames, self.video_fps if fps is None else fps),
+        )
+        summary = Summary(value=[Summary.Value(tag=name, image=image)])
+        self.experiment._get_file_writer().add_summary(summary, self._resolve_step(name, step))
+
+    def close(self) -> None:
+        self.experiment.close()
+
+
+def _cell(value: object) -> str:
+    """A Markdown table cell; an unescaped ``|`` inside it would end the cell."""
+    return str(value).replace("|", r"\|")
