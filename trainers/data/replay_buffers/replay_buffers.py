@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -26,6 +27,9 @@ class ReplayBuffer:
 
     Every sampled batch holds ``INDEX`` (the storage rows, for priority updates) and the
     sampler's extra entries (``PRIORITY_WEIGHT`` for :class:`PrioritizedSampler`).
+
+    Writing, sampling and priority updates hold a lock, so a background collector thread may
+    extend the buffer while the trainer samples from it.
 
     Args:
         storage: where rows live (:class:`LazyTensorStorage`, :class:`LazyMemmapStorage`).
@@ -59,6 +63,7 @@ class ReplayBuffer:
         self.writer = writer if writer is not None else RoundRobinWriter()
         self.batch_size = batch_size
         self.transform = transform
+        self._lock = threading.RLock()
         self.writer.register_storage(storage)
         self.sampler.register_storage(storage)
 
@@ -87,8 +92,9 @@ class ReplayBuffer:
             )
         if data.shape[0] == 0:
             return torch.empty(0, dtype=torch.int64)
-        index = self.writer.extend(data.exclude(INDEX, PRIORITY_WEIGHT))
-        self.sampler.extend(index)
+        with self._lock:
+            index = self.writer.extend(data.exclude(INDEX, PRIORITY_WEIGHT))
+            self.sampler.extend(index)
         return index
 
     def add(self, data: TensorDictBase) -> int:
@@ -108,13 +114,14 @@ class ReplayBuffer:
                     "batch_size=..."
                 )
         _check_batch_size(batch_size)
-        storage_len = len(self.storage)
-        if storage_len == 0:
-            raise RuntimeError(
-                f"cannot sample from an empty {type(self).__name__}: extend it with data first"
-            )
-        index, extras = self.sampler.sample(storage_len, batch_size)
-        batch = self.storage.get(index)
+        with self._lock:
+            storage_len = len(self.storage)
+            if storage_len == 0:
+                raise RuntimeError(
+                    f"cannot sample from an empty {type(self).__name__}: extend it with data first"
+                )
+            index, extras = self.sampler.sample(storage_len, batch_size)
+            batch = self.storage.get(index)
         batch.set(INDEX, index.to(batch.device))
         for key, value in extras.items():
             batch.set(key, value.to(batch.device))
@@ -135,7 +142,8 @@ class ReplayBuffer:
 
     def update_priority(self, index: torch.Tensor, priority: torch.Tensor | float) -> None:
         """Sets the priority of rows ``index`` (no-op unless the sampler is prioritized)."""
-        self.sampler.update_priority(index, priority)
+        with self._lock:
+            self.sampler.update_priority(index, priority)
 
     def update_tensordict_priority(self, data: TensorDictBase) -> None:
         """Updates priorities from a sampled batch holding ``INDEX`` and ``priority_key``."""
@@ -150,26 +158,30 @@ class ReplayBuffer:
 
     def empty(self) -> None:
         """Removes every row (the storage keeps its allocation)."""
-        self.storage.empty()
-        self.writer.empty()
-        self.sampler.empty()
+        with self._lock:
+            self.storage.empty()
+            self.writer.empty()
+            self.sampler.empty()
 
     def state_dict(self) -> dict[str, Any]:
         """``{"storage": ..., "writer": ..., "sampler": ...}``: contents, cursor, sampler state.
 
-        Only tensors, ints, floats, dicts and None, so ``torch.load(weights_only=True)`` reads
-        it back; the storage's tensors share its memory (see ``TensorStorage.state_dict``).
+        Only tensors, ints, dicts and None, so ``torch.load(weights_only=True)`` reads it back.
+        The storage's tensors are the live table, not a copy (see
+        ``TensorStorage.state_dict``): save them before the buffer is written again.
         """
-        return {
-            "storage": self.storage.state_dict(),
-            "writer": self.writer.state_dict(),
-            "sampler": self.sampler.state_dict(),
-        }
+        with self._lock:
+            return {
+                "storage": self.storage.state_dict(),
+                "writer": self.writer.state_dict(),
+                "sampler": self.sampler.state_dict(),
+            }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        self.storage.load_state_dict(state_dict["storage"])
-        self.writer.load_state_dict(state_dict["writer"])
-        self.sampler.load_state_dict(state_dict["sampler"])
+        with self._lock:
+            self.storage.load_state_dict(state_dict["storage"])
+            self.writer.load_state_dict(state_dict["writer"])
+            self.sampler.load_state_dict(state_dict["sampler"])
 
 
 class TensorDictReplayBuffer(ReplayBuffer):

@@ -75,7 +75,7 @@ class TensorStorage(ABC):
             self._storage = self._allocate(rows)
             self._keys = frozenset(self._storage.keys(include_nested=True, leaves_only=True))
         self._check_keys(data)
-        self._storage[index] = data
+        self._storage[index] = data.to(self._storage.device)
         last = index if isinstance(index, int) else int(index.max())
         if last >= self._len:
             self._set_len(last + 1)
