@@ -1,0 +1,97 @@
+"""The loss-module base: target networks held as buffers, and shared helpers."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from tensordict import TensorDictBase
+from torch import nn
+
+from trainers.keys import PRIORITY_WEIGHT
+
+LOSS_FUNCTIONS = ("l2", "smooth_l1")
+
+
+def _params_to_buffers(module: nn.Module) -> None:
+    """Turns every parameter of ``module`` (recursively) into a buffer holding a detached copy."""
+    for submodule in module.modules():
+        for name, param in list(submodule._parameters.items()):
+            del submodule._parameters[name]
+            if param is not None:
+                submodule.register_buffer(name, param.detach().clone())
+
+
+def distance_loss(
+    prediction: torch.Tensor, target: torch.Tensor, loss_function: str
+) -> torch.Tensor:
+    """Element-wise ``(prediction - target)^2`` (``"l2"``) or Huber with delta 1
+    (``"smooth_l1"``), not reduced."""
+    if loss_function == "l2":
+        return (prediction - target).square()
+    return F.smooth_l1_loss(prediction, target, reduction="none")
+
+
+def check_loss_function(owner: str, loss_function: str) -> None:
+    if loss_function not in LOSS_FUNCTIONS:
+        raise ValueError(
+            f"{owner}: loss_function={loss_function!r}; allowed: "
+            f"{', '.join(map(repr, LOSS_FUNCTIONS))}."
+        )
+
+
+def weighted_mean(per_sample: torch.Tensor, tensordict: TensorDictBase) -> torch.Tensor:
+    """Mean over samples, weighted by the replay buffer's importance weights when present.
+
+    ``per_sample`` has the batch shape of ``tensordict`` (trailing singleton dims allowed).
+    """
+    weight = tensordict.get(PRIORITY_WEIGHT, None)
+    if weight is None:
+        return per_sample.mean()
+    return (per_sample.reshape(weight.shape) * weight).mean()
+
+
+class LossModule(nn.Module):
+    """Base of the losses: ``forward(tensordict) -> TensorDict`` of ``loss_*`` scalars plus
+    detached diagnostics.
+
+    Target networks are deep copies whose parameters are turned into buffers: they follow the
+    loss module in ``state_dict()`` and ``.to(device)``, but not in ``parameters()``, so an
+    optimizer built on ``loss.parameters()`` never sees them. ``target_parameter_pairs()``
+    lists each target tensor with its source parameter, for ``SoftUpdate``/``HardUpdate``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._target_of: dict[str, str] = {}
+
+    def _make_target(self, source_name: str) -> None:
+        """Registers ``target_<source_name>``: a frozen copy of the submodule ``source_name``."""
+        target = copy.deepcopy(getattr(self, source_name))
+        _params_to_buffers(target)
+        target_name = f"target_{source_name}"
+        self.add_module(target_name, target)
+        self._target_of[target_name] = source_name
+
+    def target_parameter_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``(targets, sources)``: each target buffer and the parameter it tracks, in order."""
+        targets: list[torch.Tensor] = []
+        sources: list[torch.Tensor] = []
+        for target_name, source_name in self._target_of.items():
+            buffers = dict(getattr(self, target_name).named_buffers())
+            for name, param in getattr(self, source_name).named_parameters():
+                targets.append(buffers[name])
+                sources.append(param.detach())
+        return targets, sources
+
+    def frozen(self, module: nn.Module) -> Callable[..., torch.Tensor]:
+        """``module`` called with detached parameters: gradients reach its inputs, not its
+        weights (the SAC actor loss differentiates Q with respect to the action only)."""
+        params = {name: p.detach() for name, p in module.named_parameters()}
+
+        def call(*args: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(module, params, args)
+
+        return call

@@ -1,0 +1,340 @@
+"""Proximal policy optimization losses: plain ratio, clipped ratio, adaptive KL penalty.
+
+One call scores a minibatch of on-policy data holding ``observation``, ``action``,
+``sample_log_prob`` (from the collecting policy), ``advantage`` and ``value_target`` (from
+``GAE``; a loss built with ``gamma`` and ``lmbda`` runs its own GAE when ``advantage`` is
+missing) and returns ``loss_objective``, ``loss_critic``, ``loss_entropy`` (when
+``entropy_bonus``) plus the detached diagnostics ``entropy``, ``kl_approx``
+(``mean((r - 1) - log r)``, an unbiased estimate of KL(old || new)) and ``ESS`` (effective
+sample size of the importance ratios divided by the number of samples).
+
+Conventions, chosen once for all three losses:
+    * ``loss_critic = critic_coeff * mean((V - value_target)^2)``: no extra 0.5 inside. With the
+      default ``critic_coeff=0.5`` this is TorchRL's convention; CleanRL's
+      ``vf_coef * 0.5 * mse`` equals ``critic_coeff=0.25``.
+    * ``entropy_coeff`` defaults to 0.0, CleanRL's and SB3's value for continuous control;
+      discrete tasks usually want 0.01.
+    * A tanh-normal's entropy has no closed form: it is estimated as ``-log_prob`` of one
+      reparameterized sample per state (unbiased, and differentiable through the sample).
+      Distributions with a closed form (categorical) use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from torch import distributions as D
+
+from trainers.keys import ACTION, ADVANTAGE, MASK, SAMPLE_LOG_PROB, VALUE_TARGET
+from trainers.modules.distributions import TanhNormal
+from trainers.objectives.common import LossModule, check_loss_function, distance_loss
+from trainers.objectives.value import GAE
+
+
+def _entropy(dist: D.Distribution) -> torch.Tensor:
+    if isinstance(dist, TanhNormal):
+        return -dist.rsample_and_log_prob()[1]
+    return dist.entropy()
+
+
+class PPOLoss(LossModule):
+    """The unclipped importance-ratio objective ``-mean(r * A)``; base of the PPO losses.
+
+    See the module docstring for the inputs, outputs and conventions.
+
+    Args:
+        actor_network: the policy; must provide ``get_dist(tensordict)`` (e.g.
+            ``TanhNormalActor``, ``CategoricalActor``).
+        critic_network: a TensorDict module writing ``[..., 1]`` values (e.g.
+            ``ValueOperator``).
+        entropy_bonus: add ``loss_entropy = -entropy_coeff * mean(entropy)``.
+        entropy_coeff: weight of the entropy bonus.
+        critic_coeff: weight of the critic loss.
+        loss_critic_type: ``"l2"`` or ``"smooth_l1"``.
+        normalize_advantage: standardize the advantage over each minibatch (mean 0, std 1).
+        clip_value: if set, also compute the critic loss with the value clipped to
+            ``old_value +- clip_value`` (the batch's ``state_value`` from GAE) and take the
+            larger of the two, as in CleanRL/OpenAI baselines.
+        gamma: with ``lmbda``, the loss owns a ``GAE`` (``loss.value_estimator``) that it runs
+            on batches without ``advantage``.
+        lmbda: GAE lambda; give both or neither of ``gamma`` and ``lmbda``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from trainers.modules import MLP, TanhNormalActor, ValueOperator
+        >>> actor = TanhNormalActor(MLP(3, 2, [16]), low=-torch.ones(1), high=torch.ones(1))
+        >>> loss = PPOLoss(actor, ValueOperator(MLP(3, 1, [16])))
+        >>> td = actor(TensorDict(observation=torch.randn(6, 3), batch_size=[6]))
+        >>> td["advantage"], td["value_target"] = torch.randn(6, 1), torch.randn(6, 1)
+        >>> sorted(k for k in loss(td).keys() if k.startswith("loss_"))
+        ['loss_critic', 'loss_entropy', 'loss_objective']
+    """
+
+    # Duck-typed: any actor with get_dist(td), any TensorDict critic.
+    actor_network: Any
+    critic_network: Any
+
+    def __init__(
+        self,
+        actor_network: TensorDictModuleBase,
+        critic_network: TensorDictModuleBase,
+        *,
+        entropy_bonus: bool = True,
+        entropy_coeff: float = 0.0,
+        critic_coeff: float = 0.5,
+        loss_critic_type: str = "l2",
+        normalize_advantage: bool = True,
+        clip_value: float | None = None,
+        gamma: float | None = None,
+        lmbda: float | None = None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        check_loss_function(name, loss_critic_type)
+        for setting, value in (("entropy_coeff", entropy_coeff), ("critic_coeff", critic_coeff)):
+            if value < 0:
+                raise ValueError(f"{name}: {setting}={value}; allowed: a number >= 0.")
+        if clip_value is not None and clip_value <= 0:
+            raise ValueError(f"{name}: clip_value={clip_value}; allowed: None or a number > 0.")
+        if (gamma is None) != (lmbda is None):
+            raise ValueError(
+                f"{name}: gamma={gamma}, lmbda={lmbda}; give both (the loss then owns a GAE) "
+                "or neither."
+            )
+        if not callable(getattr(actor_network, "get_dist", None)):
+            raise TypeError(
+                f"{name}: actor_network {type(actor_network).__name__} has no get_dist(td); "
+                "use an actor from trainers.modules (TanhNormalActor, CategoricalActor)."
+            )
+        self.actor_network = actor_network
+        self.critic_network = critic_network
+        self.entropy_bonus = entropy_bonus
+        self.entropy_coeff = entropy_coeff
+        self.critic_coeff = critic_coeff
+        self.loss_critic_type = loss_critic_type
+        self.normalize_advantage = normalize_advantage
+        self.clip_value = clip_value
+        self.value_estimator = (
+            GAE(gamma, lmbda, critic_network) if gamma is not None and lmbda is not None else None
+        )
+
+    def _objective(
+        self, log_ratio: torch.Tensor, ratio: torch.Tensor, advantage: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(loss_objective, extra diagnostics)`` from per-sample ratios and advantages."""
+        del log_ratio
+        return -(ratio * advantage).mean(), {}
+
+    def _critic_loss(self, tensordict: TensorDictBase) -> torch.Tensor:
+        value_key = self.critic_network.out_keys[0]
+        old_value = tensordict.get(value_key, None)
+        value = self.critic_network(tensordict.select(*self.critic_network.in_keys)).get(value_key)
+        target = tensordict.get(VALUE_TARGET)
+        loss = distance_loss(value, target, self.loss_critic_type)
+        if self.clip_value is not None:
+            if old_value is None:
+                raise KeyError(
+                    f"{type(self).__name__}: clip_value={self.clip_value} needs the batch's "
+                    f"{value_key!r} (written by GAE) to clip around."
+                )
+            clipped = old_value + (value - old_value).clamp(-self.clip_value, self.clip_value)
+            loss = torch.maximum(loss, distance_loss(clipped, target, self.loss_critic_type))
+        return self.critic_coeff * loss.mean()
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        if tensordict.get(ADVANTAGE, None) is None:
+            if self.value_estimator is None:
+                raise KeyError(
+                    f"{type(self).__name__}: the batch has no {ADVANTAGE!r}; run a GAE on it "
+                    "first, or build the loss with gamma and lmbda."
+                )
+            self.value_estimator(tensordict)
+        mask = tensordict.get(MASK, None)
+        if mask is not None:
+            tensordict = tensordict[mask]
+        advantage = tensordict.get(ADVANTAGE).squeeze(-1)
+        if self.normalize_advantage and advantage.numel() > 1:
+            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+
+        dist = self.actor_network.get_dist(tensordict)
+        log_ratio = dist.log_prob(tensordict.get(ACTION)) - tensordict.get(SAMPLE_LOG_PROB)
+        ratio = log_ratio.exp()
+        loss_objective, extra = self._objective(log_ratio, ratio, advantage)
+        entropy = _entropy(dist)
+        out = {"loss_objective": loss_objective}
+        if self.entropy_bonus:
+            out["loss_entropy"] = -self.entropy_coeff * entropy.mean()
+        out["loss_critic"] = self._critic_loss(tensordict)
+
+        with torch.no_grad():
+            ratio_sum = ratio.sum()
+            out["entropy"] = entropy.mean()
+            out["kl_approx"] = ((ratio - 1) - log_ratio).mean()
+            out["ESS"] = ratio_sum * ratio_sum / (ratio * ratio).sum() / ratio.numel()
+        out.update(extra)
+        return TensorDict(out, batch_size=[])
+
+
+class ClipPPOLoss(PPOLoss):
+    """PPO with the clipped surrogate ``-mean(min(r A, clip(r, 1 - eps, 1 + eps) A))``.
+
+    The gradient of a sample's objective is zero exactly when its ratio left
+    ``[1 - eps, 1 + eps]`` in the direction its advantage favours (``r > 1 + eps`` with
+    ``A > 0``, ``r < 1 - eps`` with ``A < 0``). Adds the diagnostic ``clip_fraction``
+    (share of samples with ``|r - 1| > eps``). See ``PPOLoss`` for the other arguments.
+
+    Args:
+        actor_network: the policy (with ``get_dist``).
+        critic_network: the value network.
+        clip_epsilon: the clipping range ``eps``, in ``(0, 1)``.
+        entropy_bonus, entropy_coeff, critic_coeff, loss_critic_type, normalize_advantage,
+            clip_value, gamma, lmbda: as in ``PPOLoss``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from trainers.modules import MLP, TanhNormalActor, ValueOperator
+        >>> actor = TanhNormalActor(MLP(3, 2, [16]), low=-torch.ones(1), high=torch.ones(1))
+        >>> loss = ClipPPOLoss(actor, ValueOperator(MLP(3, 1, [16])), clip_epsilon=0.2)
+        >>> td = actor(TensorDict(observation=torch.randn(6, 3), batch_size=[6]))
+        >>> td["advantage"], td["value_target"] = torch.randn(6, 1), torch.randn(6, 1)
+        >>> float(loss(td)["clip_fraction"])
+        0.0
+    """
+
+    def __init__(
+        self,
+        actor_network: TensorDictModuleBase,
+        critic_network: TensorDictModuleBase,
+        *,
+        clip_epsilon: float = 0.2,
+        entropy_bonus: bool = True,
+        entropy_coeff: float = 0.0,
+        critic_coeff: float = 0.5,
+        loss_critic_type: str = "l2",
+        normalize_advantage: bool = True,
+        clip_value: float | None = None,
+        gamma: float | None = None,
+        lmbda: float | None = None,
+    ) -> None:
+        super().__init__(
+            actor_network,
+            critic_network,
+            entropy_bonus=entropy_bonus,
+            entropy_coeff=entropy_coeff,
+            critic_coeff=critic_coeff,
+            loss_critic_type=loss_critic_type,
+            normalize_advantage=normalize_advantage,
+            clip_value=clip_value,
+            gamma=gamma,
+            lmbda=lmbda,
+        )
+        if not 0.0 < clip_epsilon < 1.0:
+            raise ValueError(f"ClipPPOLoss: clip_epsilon={clip_epsilon}; allowed: (0, 1).")
+        self.clip_epsilon = clip_epsilon
+
+    def _objective(
+        self, log_ratio: torch.Tensor, ratio: torch.Tensor, advantage: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        eps = self.clip_epsilon
+        gain = torch.minimum(ratio * advantage, ratio.clamp(1.0 - eps, 1.0 + eps) * advantage)
+        with torch.no_grad():
+            clip_fraction = ((ratio - 1.0).abs() > eps).to(ratio.dtype).mean()
+        return -gain.mean(), {"clip_fraction": clip_fraction}
+
+
+class KLPENPPOLoss(PPOLoss):
+    """PPO with an adaptive KL penalty: ``-mean(r A) + beta * KL(old || new)``.
+
+    The KL is estimated on the batch's own actions as ``mean((r - 1) - log r)`` (unbiased,
+    never negative, no extra sampling; exact KLs of tanh-normals would need the old loc and
+    scale). After each call, ``beta`` is multiplied by ``increment`` when the estimate exceeds
+    ``1.5 * dtarg`` and by ``decrement`` when it is below ``dtarg / 1.5`` (Schulman et al.,
+    2017). ``beta`` is a buffer, saved in ``state_dict``, and updated without a device sync.
+    Adds the diagnostic ``beta``. See ``PPOLoss`` for the other arguments.
+
+    Args:
+        actor_network: the policy (with ``get_dist``).
+        critic_network: the value network.
+        dtarg: the target KL.
+        beta: the initial penalty coefficient.
+        increment: factor applied to ``beta`` when the KL is too large (> 1).
+        decrement: factor applied to ``beta`` when the KL is too small (in (0, 1)).
+        entropy_bonus, entropy_coeff, critic_coeff, loss_critic_type, normalize_advantage,
+            clip_value, gamma, lmbda: as in ``PPOLoss``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from trainers.modules import MLP, TanhNormalActor, ValueOperator
+        >>> actor = TanhNormalActor(MLP(3, 2, [16]), low=-torch.ones(1), high=torch.ones(1))
+        >>> loss = KLPENPPOLoss(actor, ValueOperator(MLP(3, 1, [16])), beta=1.0)
+        >>> td = actor(TensorDict(observation=torch.randn(6, 3), batch_size=[6]))
+        >>> td["advantage"], td["value_target"] = torch.randn(6, 1), torch.randn(6, 1)
+        >>> _ = loss(td)  # KL is 0 < dtarg / 1.5 on fresh data: beta halves
+        >>> float(loss.beta)
+        0.5
+    """
+
+    beta: torch.Tensor
+
+    def __init__(
+        self,
+        actor_network: TensorDictModuleBase,
+        critic_network: TensorDictModuleBase,
+        *,
+        dtarg: float = 0.01,
+        beta: float = 1.0,
+        increment: float = 2.0,
+        decrement: float = 0.5,
+        entropy_bonus: bool = True,
+        entropy_coeff: float = 0.0,
+        critic_coeff: float = 0.5,
+        loss_critic_type: str = "l2",
+        normalize_advantage: bool = True,
+        clip_value: float | None = None,
+        gamma: float | None = None,
+        lmbda: float | None = None,
+    ) -> None:
+        super().__init__(
+            actor_network,
+            critic_network,
+            entropy_bonus=entropy_bonus,
+            entropy_coeff=entropy_coeff,
+            critic_coeff=critic_coeff,
+            loss_critic_type=loss_critic_type,
+            normalize_advantage=normalize_advantage,
+            clip_value=clip_value,
+            gamma=gamma,
+            lmbda=lmbda,
+        )
+        if dtarg <= 0 or beta < 0 or increment <= 1 or not 0 < decrement < 1:
+            raise ValueError(
+                f"KLPENPPOLoss: dtarg={dtarg}, beta={beta}, increment={increment}, "
+                f"decrement={decrement}; allowed: dtarg > 0, beta >= 0, increment > 1, "
+                "0 < decrement < 1."
+            )
+        self.dtarg = dtarg
+        self.increment = increment
+        self.decrement = decrement
+        self.register_buffer("beta", torch.tensor(float(beta)))
+
+    def _objective(
+        self, log_ratio: torch.Tensor, ratio: torch.Tensor, advantage: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        kl = ((ratio - 1.0) - log_ratio).mean()
+        beta_used = self.beta.clone()  # beta is updated in place below, after its use here
+        loss = -(ratio * advantage).mean() + beta_used * kl
+        with torch.no_grad():
+            kl_value = kl.detach()
+            factor = torch.where(
+                kl_value > 1.5 * self.dtarg,
+                self.increment,
+                torch.where(kl_value < self.dtarg / 1.5, self.decrement, 1.0),
+            )
+            self.beta.mul_(factor)
+        return loss, {"beta": beta_used}

@@ -1,0 +1,207 @@
+"""Soft actor-critic loss (SAC v2: twin Q, target critics, learned temperature)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import nn
+
+from trainers.keys import (
+    ACTION,
+    NEXT,
+    NEXT_OBSERVATION,
+    OBSERVATION,
+    REWARD,
+    TD_ERROR,
+    TERMINATED,
+)
+from trainers.objectives.common import (
+    LossModule,
+    check_loss_function,
+    distance_loss,
+    weighted_mean,
+)
+from trainers.objectives.value import td0_return_estimate
+
+
+def _action_dim(actor_network: nn.Module, action_spec: Any) -> int:
+    if action_spec is not None:
+        return math.prod(action_spec.shape)
+    shape = getattr(actor_network, "action_shape", None)
+    if shape is None:
+        raise ValueError(
+            "SACLoss: target_entropy='auto' needs the action size; pass action_spec or an actor "
+            "with an action_shape (TanhNormalActor), or give target_entropy as a number."
+        )
+    return math.prod(shape)
+
+
+class SACLoss(LossModule):
+    """Soft actor-critic losses on a batch of transitions ``[*batch]``.
+
+    Reads ``observation``, ``action``, ``("next", "observation")``, ``("next", "reward")`` and
+    ``("next", "terminated")``; returns ``loss_actor``, ``loss_qvalue``, ``loss_alpha`` and the
+    detached diagnostics ``alpha``, ``entropy`` (``-mean log pi(a|s)``), ``q_mean`` and
+    ``target_value_mean``; writes ``td_error`` (``[*batch]``: ``|Q_i - target|`` maxed over the
+    critics, detached) into the input batch for prioritized replay.
+
+    * Critics: ``loss_qvalue = mean over samples of sum_i (Q_i(s, a) - y)^2`` (CleanRL's sum of
+      per-critic MSEs), weighted by ``priority_weight`` when the batch has it, with
+      ``y = r + gamma * (1 - terminated) * (min_i Q'_i(s', a') - alpha * log pi(a'|s'))``,
+      ``a' ~ pi(.|s')``; ``Q'`` are the target critics. Truncated steps bootstrap.
+    * Actor: ``loss_actor = mean(alpha * log pi(a|s) - min_i Q_i(s, a))`` with a
+      reparameterized ``a ~ pi(.|s)``; the critics are called with detached weights, so this loss
+      moves the actor only.
+    * Temperature: ``loss_alpha = -mean(log_alpha * (log pi(a|s) + target_entropy))`` moves
+      ``log_alpha`` only (zero, and no parameter, with ``fixed_alpha``).
+
+    ``loss.target_qvalue_network`` is a copy of the critics whose weights are buffers: in
+    ``loss.state_dict()`` but not in ``loss.parameters()``; update it with ``SoftUpdate`` or
+    ``HardUpdate``.
+
+    Args:
+        actor_network: a ``TanhNormalActor`` (anything with ``get_dist(td)`` returning a
+            distribution with ``rsample_and_log_prob()``).
+        qvalue_network: critics called as ``qvalue_network(observation, action)`` returning
+            ``[num_qvalue_nets, *batch, 1]`` (e.g. ``EnsembleQValueNetwork``).
+        num_qvalue_nets: number of critics; must match ``qvalue_network``.
+        gamma: discount factor.
+        alpha_init: initial temperature.
+        fixed_alpha: keep the temperature at ``alpha_init``.
+        target_entropy: ``"auto"`` (``-action_dim``) or a number.
+        min_alpha: lower clamp of the temperature, if any.
+        max_alpha: upper clamp of the temperature, if any.
+        action_spec: the action spec, used for ``target_entropy="auto"`` (otherwise the actor's
+            ``action_shape``).
+        loss_function: ``"l2"`` or ``"smooth_l1"`` for the critics.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from trainers.modules import MLP, EnsembleQValueNetwork, TanhNormalActor
+        >>> actor = TanhNormalActor(MLP(3, 2, [32]), low=-torch.ones(1), high=torch.ones(1))
+        >>> loss = SACLoss(actor, EnsembleQValueNetwork(3, 1, [32]))
+        >>> td = TensorDict({"observation": torch.randn(5, 3), "action": torch.rand(5, 1),
+        ...     "next": {"observation": torch.randn(5, 3), "reward": torch.randn(5, 1),
+        ...              "terminated": torch.zeros(5, 1, dtype=torch.bool)}}, batch_size=[5])
+        >>> out = loss(td)
+        >>> sorted(k for k in out.keys() if k.startswith("loss_")), td["td_error"].shape
+        (['loss_actor', 'loss_alpha', 'loss_qvalue'], torch.Size([5]))
+    """
+
+    # Duck-typed networks (see Args); the target is a LossModule-made copy.
+    actor_network: Any
+    qvalue_network: Any
+    target_qvalue_network: Any
+    log_alpha: torch.Tensor
+
+    def __init__(
+        self,
+        actor_network: nn.Module,
+        qvalue_network: nn.Module,
+        *,
+        num_qvalue_nets: int = 2,
+        gamma: float = 0.99,
+        alpha_init: float = 1.0,
+        fixed_alpha: bool = False,
+        target_entropy: float | str = "auto",
+        min_alpha: float | None = None,
+        max_alpha: float | None = None,
+        action_spec: Any = None,
+        loss_function: str = "l2",
+    ) -> None:
+        super().__init__()
+        check_loss_function("SACLoss", loss_function)
+        nets = getattr(qvalue_network, "num_qvalue_nets", None)
+        if nets != num_qvalue_nets:
+            raise ValueError(
+                f"SACLoss: num_qvalue_nets={num_qvalue_nets} but qvalue_network "
+                f"({type(qvalue_network).__name__}) evaluates {nets} critics; pass an "
+                "EnsembleQValueNetwork with that many Q networks (make_qvalue_network builds one)."
+            )
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"SACLoss: gamma={gamma}; allowed: a number in [0, 1].")
+        if alpha_init <= 0:
+            raise ValueError(f"SACLoss: alpha_init={alpha_init}; allowed: a number > 0.")
+        if (min_alpha is not None and min_alpha <= 0) or (
+            max_alpha is not None and min_alpha is not None and max_alpha < min_alpha
+        ):
+            raise ValueError(
+                f"SACLoss: min_alpha={min_alpha}, max_alpha={max_alpha}; allowed: "
+                "0 < min_alpha <= max_alpha (either may be None)."
+            )
+        if target_entropy == "auto":
+            target_entropy = -float(_action_dim(actor_network, action_spec))
+        elif isinstance(target_entropy, str):
+            raise ValueError(
+                f"SACLoss: target_entropy={target_entropy!r}; allowed: 'auto' or a number."
+            )
+        self.actor_network = actor_network
+        self.qvalue_network = qvalue_network
+        self._make_target("qvalue_network")
+        self.num_qvalue_nets = num_qvalue_nets
+        self.gamma = gamma
+        self.fixed_alpha = fixed_alpha
+        self.target_entropy = float(target_entropy)
+        self.loss_function = loss_function
+        self.action_spec = action_spec
+        self._log_alpha_min = math.log(min_alpha) if min_alpha is not None else None
+        self._log_alpha_max = math.log(max_alpha) if max_alpha is not None else None
+        log_alpha = torch.tensor(math.log(alpha_init))
+        if fixed_alpha:
+            self.register_buffer("log_alpha", log_alpha)
+        else:
+            self.log_alpha = nn.Parameter(log_alpha)
+
+    def _alpha(self) -> torch.Tensor:
+        if self._log_alpha_min is not None or self._log_alpha_max is not None:
+            with torch.no_grad():
+                self.log_alpha.clamp_(self._log_alpha_min, self._log_alpha_max)
+        return self.log_alpha.detach().exp()
+
+    @torch.no_grad()
+    def _target_value(self, tensordict: TensorDictBase, alpha: torch.Tensor) -> torch.Tensor:
+        next_action, next_log_prob = self.actor_network.get_dist(
+            tensordict.get(NEXT)
+        ).rsample_and_log_prob()
+        next_q = self.target_qvalue_network(tensordict.get(NEXT_OBSERVATION), next_action)
+        next_value = next_q.min(0).values - alpha * next_log_prob.unsqueeze(-1)
+        return td0_return_estimate(
+            self.gamma, next_value, tensordict.get(REWARD), tensordict.get(TERMINATED)
+        )
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        alpha = self._alpha()
+        observation = tensordict.get(OBSERVATION)
+
+        target = self._target_value(tensordict, alpha)
+        q = self.qvalue_network(observation, tensordict.get(ACTION))
+        per_sample = distance_loss(q, target.expand_as(q), self.loss_function).sum(0)
+        loss_qvalue = weighted_mean(per_sample, tensordict)
+        td_error = (q.detach() - target).abs().max(0).values.squeeze(-1)
+        tensordict.set(TD_ERROR, td_error)
+
+        action, log_prob = self.actor_network.get_dist(tensordict).rsample_and_log_prob()
+        q_pi = self.frozen(self.qvalue_network)(observation, action).min(0).values.squeeze(-1)
+        loss_actor = (alpha * log_prob - q_pi).mean()
+
+        if self.fixed_alpha:
+            loss_alpha = torch.zeros((), device=alpha.device)
+        else:
+            loss_alpha = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+
+        return TensorDict(
+            {
+                "loss_actor": loss_actor,
+                "loss_qvalue": loss_qvalue,
+                "loss_alpha": loss_alpha,
+                "alpha": alpha,
+                "entropy": -log_prob.detach().mean(),
+                "q_mean": q.detach().mean(),
+                "target_value_mean": target.mean(),
+            },
+            batch_size=[],
+        )
