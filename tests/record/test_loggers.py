@@ -206,9 +206,9 @@ def test_get_logger_builds_backends_by_name(tmp_path):
     csv_logger.log_scalar("x", 1.0, step=0)
     csv_logger.close()
     assert (tmp_path / "exp" / "scalars" / "x.csv").exists()
-    with get_logger("tb", tmp_path, "tb_exp") as tb_logger:
+    with get_logger("tb", tmp_path, "tb exp/../1") as tb_logger:
         assert isinstance(tb_logger, TensorboardLogger) and isinstance(tb_logger, Logger)
-        assert tb_logger.run_dir == tmp_path / "tb_exp"
+        assert tb_logger.run_dir == tmp_path / "tb_exp" / "__" / "1"  # sanitized, never escapes
 
 
 def test_get_logger_unknown_type_lists_valid_ones(tmp_path):

@@ -25,7 +25,7 @@ VIDEO_FORMATS = ("pt", "gif")
 class CSVLogger(Logger):
     """Writes each scalar to its own CSV file; needs nothing beyond the standard library.
 
-    Layout under ``<log_dir>/<exp_name>/``:
+    Layout under ``<log_dir>/<exp_name>/`` (``exp_name`` sanitized like scalar names):
 
     * ``scalars/<name>.csv``: a ``step,value`` header, then one ``step,value`` row per call. A
       ``/`` in a name makes a subfolder (``train/loss`` -> ``scalars/train/loss.csv``); other
@@ -61,7 +61,7 @@ class CSVLogger(Logger):
             raise ValueError(f"video_fps must be > 0, got {video_fps}")
         self.video_format = video_format
         self.video_fps = video_fps
-        self.run_dir = self.log_dir / exp_name
+        self.run_dir = self.log_dir / safe_relpath(exp_name)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._files: dict[str, tuple[IO[str], Any]] = {}  # name -> (open file, csv writer)
         self._names_by_path: dict[Path, str] = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from trainers.record.loggers.common import Logger
-from trainers.record.loggers.utils import encode_gif, flatten_hparams, video_frames
+from trainers.record.loggers.utils import encode_gif, flatten_hparams, safe_relpath, video_frames
 
 
 class TensorboardLogger(Logger):
@@ -26,7 +26,8 @@ class TensorboardLogger(Logger):
       dependency.
 
     Args:
-        exp_name: the run's folder name.
+        exp_name: the run's folder name (characters outside ``[A-Za-z0-9._-]`` become ``_``; a
+            ``/`` makes subfolders).
         log_dir: parent folder of the run (point ``tensorboard --logdir`` at it).
 
     Examples:
@@ -40,7 +41,7 @@ class TensorboardLogger(Logger):
         from torch.utils.tensorboard import SummaryWriter
 
         super().__init__(exp_name, log_dir)
-        self.run_dir = self.log_dir / exp_name
+        self.run_dir = self.log_dir / safe_relpath(exp_name)
         self.experiment = SummaryWriter(log_dir=str(self.run_dir))
 
     def log_scalars(self, values: Mapping[str, float], step: int | None = None) -> None:
