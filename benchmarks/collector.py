@@ -1,0 +1,161 @@
+"""Collector overhead: SyncDataCollector vs raw Gymnasium stepping on 8 HalfCheetah-v5 envs.
+
+Measures, in one process and interleaved repeat by repeat (so that machine load hits both
+alike), the frames per second of
+
+(a) ``gymnasium.vector.SyncVectorEnv`` over 8 ``HalfCheetah-v5`` envs with random actions;
+(b) ``SyncDataCollector`` over ``GymEnv("HalfCheetah-v5", num_envs=8)`` with a 64x64 Tanh MLP
+    tanh-normal policy written below as a minimal ``TensorDictModuleBase``;
+(c) the same collector with ``trainers.modules.TanhNormalActor`` (when that package imports).
+
+and prints a markdown table with the medians and the ratio of the time per frame of each
+collector to the raw stepping. Run: ``python benchmarks/collector.py [--repeats 7]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import InteractionType, TensorDictModuleBase, interaction_type
+from torch import nn
+
+from trainers.collectors import SyncDataCollector
+from trainers.envs import GymEnv
+
+ENV_NAME = "HalfCheetah-v5"
+NUM_ENVS = 8
+FRAMES_PER_BATCH = 1000
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class MinimalTanhNormalPolicy(TensorDictModuleBase):
+    """obs -> 64x64 Tanh MLP -> (loc, log_std) -> tanh(loc + std * eps), with its log-prob."""
+
+    in_keys = ["observation"]
+    out_keys = ["action", "sample_log_prob"]
+
+    def __init__(self, obs_dim: int, action_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(obs_dim, 64),
+            nn.Tanh(),
+            nn.Linear(64, 64),
+            nn.Tanh(),
+            nn.Linear(64, 2 * action_dim),
+        )
+        self.register_buffer("log_const", torch.tensor(action_dim * HALF_LOG_2PI))
+
+    def forward(self, td: TensorDictBase) -> TensorDictBase:
+        loc, log_std = self.net(td.get("observation")).clamp(-5.0, 5.0).chunk(2, dim=-1)
+        if interaction_type() in (None, InteractionType.RANDOM):
+            eps = torch.randn_like(loc)
+            pre_tanh = torch.addcmul(loc, log_std.exp(), eps)
+        else:
+            eps = torch.zeros_like(loc)
+            pre_tanh = loc
+        action = torch.tanh(pre_tanh)
+        # log N(eps) - log std - log(1 - tanh^2), summed over action dims
+        log_det = torch.addcmul(torch.ones_like(action), action, action, value=-1.0)
+        per_dim = torch.addcmul(log_std, eps, eps, value=0.5).add_(log_det.clamp_min_(1e-6).log_())
+        td.set("action", action)
+        td.set("sample_log_prob", per_dim.sum(-1).neg_().sub_(self.log_const))
+        return td
+
+
+def modules_policy(obs_dim: int, action_dim: int) -> nn.Module | None:
+    """``trainers.modules.TanhNormalActor`` with a 64x64 Tanh MLP, if that package imports."""
+    try:
+        from trainers.modules import MLP, TanhNormalActor
+    except ImportError:
+        return None
+    network = MLP(obs_dim, 2 * action_dim, [64, 64], activation_class=nn.Tanh)
+    return TanhNormalActor(network, low=-torch.ones(action_dim), high=torch.ones(action_dim))
+
+
+def time_raw(venv: gym.vector.SyncVectorEnv, steps: int) -> float:
+    """Seconds per frame of raw vector stepping with random actions."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        venv.step(venv.action_space.sample())
+    return (time.perf_counter() - start) / (steps * NUM_ENVS)
+
+
+def time_collector(collector: SyncDataCollector, batches: int) -> float:
+    """Seconds per frame of collecting ``batches`` batches."""
+    start = time.perf_counter()
+    for _ in range(batches):
+        collector.collect_batch()
+    return (time.perf_counter() - start) / (batches * FRAMES_PER_BATCH)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--batches", type=int, default=4, help="batches of 1000 frames per repeat")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+    venv = gym.vector.SyncVectorEnv([lambda: gym.make(ENV_NAME) for _ in range(NUM_ENVS)])
+    venv.reset(seed=0)
+    venv.action_space.seed(0)
+    steps = args.batches * FRAMES_PER_BATCH // NUM_ENVS
+
+    policies: dict[str, nn.Module] = {"minimal policy": MinimalTanhNormalPolicy(17, 6)}
+    actor = modules_policy(17, 6)
+    if actor is not None:
+        policies["trainers.modules.TanhNormalActor"] = actor
+    collectors: dict[str, SyncDataCollector] = {}
+    for name, policy in policies.items():
+        collector = SyncDataCollector(
+            GymEnv(ENV_NAME, num_envs=NUM_ENVS), policy, frames_per_batch=FRAMES_PER_BATCH
+        )
+        collector.set_seed(0)
+        collectors[name] = collector
+
+    runs: dict[str, Callable[[], float]] = {"raw SyncVectorEnv": lambda: time_raw(venv, steps)}
+    for name, collector in collectors.items():
+        runs[f"SyncDataCollector, {name}"] = lambda c=collector: time_collector(c, args.batches)
+    for run in runs.values():  # warm-up
+        run()
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, run in runs.items():
+            samples[name].append(run())
+
+    raw = statistics.median(samples["raw SyncVectorEnv"])
+    print(
+        f"{ENV_NAME} x {NUM_ENVS} envs, {args.repeats} repeats of {args.batches * FRAMES_PER_BATCH}"
+        f" frames, torch threads=1, {platform.processor() or platform.machine()}\n"
+    )
+    print("| what | frames/s (median) | us per vector step | time ratio vs raw |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, values in samples.items():
+        per_frame = statistics.median(values)
+        print(
+            f"| {name} | {1 / per_frame:,.0f} | {per_frame * NUM_ENVS * 1e6:.0f} "
+            f"| {per_frame / raw:.3f} |"
+        )
+    spread = {
+        k: (min(v) / statistics.median(v), max(v) / statistics.median(v))
+        for k, v in samples.items()
+    }
+    print(
+        "\nmin/max relative to the median:", {k: tuple(np.round(v, 3)) for k, v in spread.items()}
+    )
+    for collector in collectors.values():
+        collector.shutdown()
+    venv.close()
+
+
+if __name__ == "__main__":
+    main()
