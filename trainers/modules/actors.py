@@ -172,16 +172,16 @@ class TanhNormalActor(TensorDictModuleBase):
     def loc_scale(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The pre-tanh normal's loc and scale for a network input."""
         out = self.network(observation)
+        outputs = self.low.shape[-1] * (1 if self.raw_scale is not None else 2)
+        if out.shape[-1] != outputs:
+            raise ValueError(
+                f"TanhNormalActor: the network gives {out.shape[-1]} outputs for "
+                f"action_dim={self.low.shape[-1]}; expected {outputs}."
+            )
         if self.raw_scale is None:
             loc, raw = out.chunk(2, dim=-1)
         else:
             loc, raw = out, self.raw_scale.expand_as(out)
-        if loc.shape[-1] != self.low.shape[-1]:
-            raise ValueError(
-                f"TanhNormalActor: the network gives {out.shape[-1]} outputs for "
-                f"action_dim={self.low.shape[-1]}; expected "
-                f"{self.low.shape[-1] * (1 if self.raw_scale is not None else 2)}."
-            )
         return loc, self._map_scale(raw)
 
     def get_dist(self, tensordict: TensorDictBase) -> TanhNormal:

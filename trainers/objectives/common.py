@@ -34,10 +34,10 @@ def distance_loss(
     return F.smooth_l1_loss(prediction, target, reduction="none")
 
 
-def check_loss_function(owner: str, loss_function: str) -> None:
+def check_loss_function(owner: str, setting: str, loss_function: str) -> None:
     if loss_function not in LOSS_FUNCTIONS:
         raise ValueError(
-            f"{owner}: loss_function={loss_function!r}; allowed: "
+            f"{owner}: {setting}={loss_function!r}; allowed: "
             f"{', '.join(map(repr, LOSS_FUNCTIONS))}."
         )
 

@@ -59,7 +59,7 @@ class DQNLoss(LossModule):
         delay_value: bool = True,
     ) -> None:
         super().__init__()
-        check_loss_function("DQNLoss", loss_function)
+        check_loss_function("DQNLoss", "loss_function", loss_function)
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"DQNLoss: gamma={gamma}; allowed: a number in [0, 1].")
         if not isinstance(value_network, QValueActor):

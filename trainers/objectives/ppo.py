@@ -94,7 +94,7 @@ class PPOLoss(LossModule):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        check_loss_function(name, loss_critic_type)
+        check_loss_function(name, "loss_critic_type", loss_critic_type)
         for setting, value in (("entropy_coeff", entropy_coeff), ("critic_coeff", critic_coeff)):
             if value < 0:
                 raise ValueError(f"{name}: {setting}={value}; allowed: a number >= 0.")

@@ -114,7 +114,7 @@ class SACLoss(LossModule):
         loss_function: str = "l2",
     ) -> None:
         super().__init__()
-        check_loss_function("SACLoss", loss_function)
+        check_loss_function("SACLoss", "loss_function", loss_function)
         nets = getattr(qvalue_network, "num_qvalue_nets", None)
         if nets != num_qvalue_nets:
             raise ValueError(

@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from trainers.keys import (
+    ACTION,
+    ADVANTAGE,
+    DONE,
+    MASK,
+    NEXT_OBSERVATION,
+    OBSERVATION,
+    REWARD,
+    SAMPLE_LOG_PROB,
+    STATE_VALUE,
+    TERMINATED,
+    VALUE_TARGET,
+)
+from trainers.modules import MLP, CategoricalActor, TanhNormalActor, ValueOperator
+from trainers.objectives import ClipPPOLoss, KLPENPPOLoss, PPOLoss
+
+LOG_HALF = math.log(0.5)
+
+
+def _uniform_policy_batch(ratios, advantages, values=None, targets=None):
+    """n samples with one-hot observations; the policy is uniform over 2 actions, and the stored
+    log-probs are set so that the importance ratios are exactly ``ratios``."""
+    n = len(ratios)
+    actor = CategoricalActor(nn.Linear(n, 2, bias=False))
+    critic = ValueOperator(nn.Linear(n, 1, bias=False))
+    with torch.no_grad():
+        actor.network.weight.zero_()
+        critic.network.weight.copy_(torch.tensor(values or [0.0] * n)[None])
+    td = TensorDict(
+        {
+            OBSERVATION: torch.eye(n),
+            ACTION: torch.zeros(n, dtype=torch.long),
+            SAMPLE_LOG_PROB: LOG_HALF - torch.tensor(ratios).log(),
+            ADVANTAGE: torch.tensor(advantages)[:, None],
+            VALUE_TARGET: torch.tensor(targets or [0.0] * n)[:, None],
+        },
+        batch_size=[n],
+    )
+    return actor, critic, td
+
+
+def test_clip_loss_value_on_a_three_sample_example():
+    ratios, advantages = [0.5, 1.1, 1.5], [1.0, -2.0, 3.0]
+    actor, critic, td = _uniform_policy_batch(ratios, advantages, [1.0, 2.0, 0.0], [2.0, 0.0, 1.0])
+    loss = ClipPPOLoss(
+        actor, critic, clip_epsilon=0.2, normalize_advantage=False, entropy_coeff=0.1
+    )
+    out = loss(td)
+    # min(r A, clip(r) A): 0.5 (0.8 * 1 is larger), -2.2 (inside), 3.6 (1.2 * 3 < 4.5).
+    assert out["loss_objective"].item() == pytest.approx(-(0.5 - 2.2 + 3.6) / 3, rel=1e-6)
+    assert out["clip_fraction"].item() == pytest.approx(2 / 3)
+    # critic_coeff * mean squared error, no extra 1/2: 0.5 * (1 + 4 + 1) / 3.
+    assert out["loss_critic"].item() == pytest.approx(0.5 * 6 / 3, rel=1e-6)
+    # Uniform categorical over 2 actions: entropy log 2, closed form.
+    assert out["entropy"].item() == pytest.approx(math.log(2), rel=1e-6)
+    assert out["loss_entropy"].item() == pytest.approx(-0.1 * math.log(2), rel=1e-6)
+    r = torch.tensor(ratios)
+    assert out["kl_approx"].item() == pytest.approx(((r - 1) - r.log()).mean().item(), rel=1e-5)
+    assert out["ESS"].item() == pytest.approx((r.sum() ** 2 / (r**2).sum() / 3).item(), rel=1e-5)
+    for key in ("entropy", "kl_approx", "clip_fraction", "ESS"):
+        assert not out[key].requires_grad
+
+
+def test_gradient_is_zero_exactly_when_clipped_in_the_advantage_direction():
+    ratios = [1.5, 1.5, 0.5, 0.5, 1.1, 0.9]
+    advantages = [2.0, -2.0, -2.0, 2.0, 2.0, -2.0]
+    clipped = [True, False, True, False, False, False]
+    actor, critic, td = _uniform_policy_batch(ratios, advantages)
+    loss = ClipPPOLoss(actor, critic, clip_epsilon=0.2, normalize_advantage=False)
+    loss(td)["loss_objective"].backward()
+    # Sample i only touches column i of the policy weights (one-hot observations).
+    per_sample_grad = actor.network.weight.grad.abs().sum(0)
+    for i, is_clipped in enumerate(clipped):
+        if is_clipped:
+            assert per_sample_grad[i] == 0, i
+        else:
+            assert per_sample_grad[i] > 0, i
+    assert critic.network.weight.grad is None
+
+
+def test_normalized_advantage_and_plain_ratio_objective():
+    ratios, advantages = [0.5, 1.1, 1.5, 1.0], [1.0, -2.0, 3.0, 0.5]
+    actor, critic, td = _uniform_policy_batch(ratios, advantages)
+    out = PPOLoss(actor, critic)(td)
+    a = torch.tensor(advantages)
+    a = (a - a.mean()) / (a.std() + 1e-8)
+    expected = -(torch.tensor(ratios) * a).mean()
+    assert out["loss_objective"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert "clip_fraction" not in out.keys()
+
+
+def test_clipped_value_loss():
+    actor, critic, td = _uniform_policy_batch([1.0, 1.0], [0.0, 0.0], [3.0, 0.5], [0.0, 0.0])
+    td[STATE_VALUE] = torch.tensor([[1.0], [0.0]])  # old values
+    out = ClipPPOLoss(actor, critic, clip_value=0.5, critic_coeff=1.0)(td)
+    # Sample 0: v=3, clipped to 1.5; max(9, 2.25) = 9. Sample 1: v=0.5 (inside); 0.25.
+    assert out["loss_critic"].item() == pytest.approx((9.0 + 0.25) / 2)
+    del td[STATE_VALUE]
+    with pytest.raises(KeyError, match="clip_value"):
+        ClipPPOLoss(actor, critic, clip_value=0.5)(td)
+
+
+def test_smooth_l1_critic_loss():
+    actor, critic, td = _uniform_policy_batch([1.0, 1.0], [0.0, 0.0], [3.0, 0.5], [0.0, 0.0])
+    out = ClipPPOLoss(actor, critic, loss_critic_type="smooth_l1", critic_coeff=1.0)(td)
+    assert out["loss_critic"].item() == pytest.approx((2.5 + 0.125) / 2)
+
+
+def test_klpen_loss_value_and_adaptive_beta():
+    ratios, advantages = [0.5, 2.0], [1.0, -1.0]
+    actor, critic, td = _uniform_policy_batch(ratios, advantages)
+    loss = KLPENPPOLoss(actor, critic, beta=1.0, dtarg=0.01, normalize_advantage=False)
+    out = loss(td)
+    r = torch.tensor(ratios)
+    kl = ((r - 1) - r.log()).mean().item()
+    assert out["loss_objective"].item() == pytest.approx(-(0.5 - 2.0) / 2 + kl, rel=1e-5)
+    assert out["beta"].item() == 1.0
+    assert loss.beta.item() == 2.0  # kl > 1.5 * dtarg
+    actor, critic, td = _uniform_policy_batch([1.0, 1.0], advantages)
+    loss.actor_network = actor
+    loss(td)
+    assert loss.beta.item() == 1.0  # kl = 0 < dtarg / 1.5
+    assert "beta" in loss.state_dict()
+
+
+def _continuous_rollout(num_envs=4, steps=8):
+    torch.manual_seed(0)
+    actor = TanhNormalActor(MLP(3, 2, [16]), low=-2 * torch.ones(1), high=2 * torch.ones(1))
+    critic = ValueOperator(MLP(3, 1, [16]))
+    td = TensorDict(
+        {
+            OBSERVATION: torch.randn(num_envs, steps, 3),
+            NEXT_OBSERVATION: torch.randn(num_envs, steps, 3),
+            REWARD: torch.randn(num_envs, steps, 1),
+            DONE: torch.zeros(num_envs, steps, 1, dtype=torch.bool),
+            TERMINATED: torch.zeros(num_envs, steps, 1, dtype=torch.bool),
+        },
+        batch_size=[num_envs, steps],
+    )
+    with torch.no_grad():
+        actor(td)
+    return actor, critic, td
+
+
+def test_first_pass_on_collected_data_has_ratio_one_and_loss_runs_its_own_gae():
+    actor, critic, td = _continuous_rollout()
+    loss = ClipPPOLoss(actor, critic, gamma=0.99, lmbda=0.95)
+    out = loss(td)
+    assert ADVANTAGE in td.keys() and VALUE_TARGET in td.keys()
+    assert out["kl_approx"].item() == 0.0
+    assert out["clip_fraction"].item() == 0.0
+    assert out["ESS"].item() == pytest.approx(1.0)
+    total = sum(v for k, v in out.items() if k.startswith("loss_"))
+    total.backward()
+    assert all(p.grad is not None for p in actor.parameters())
+    assert all(p.grad is not None for p in critic.parameters())
+    with pytest.raises(KeyError, match="no 'advantage'"):
+        ClipPPOLoss(actor, critic)(td.exclude(ADVANTAGE))
+
+
+def test_tanh_normal_entropy_is_a_sample_estimate():
+    actor, critic, td = _continuous_rollout(num_envs=64, steps=64)
+    td[ADVANTAGE] = torch.zeros(64, 64, 1)
+    td[VALUE_TARGET] = torch.zeros(64, 64, 1)
+    out = ClipPPOLoss(actor, critic, entropy_coeff=0.01)(td)
+    with torch.no_grad():
+        dist = actor.get_dist(td)
+        _, log_prob = dist.rsample_and_log_prob((16,))
+    assert out["entropy"].item() == pytest.approx(-log_prob.mean().item(), abs=0.02)
+    out["loss_entropy"].backward()
+    assert actor.network[0].weight.grad.abs().sum() > 0
+
+
+def test_mask_drops_padding_frames():
+    ratios, advantages = [0.5, 1.1, 1.5], [1.0, -2.0, 3.0]
+    actor, critic, td = _uniform_policy_batch(ratios, advantages)
+    td[MASK] = torch.tensor([True, True, False])
+    out = ClipPPOLoss(actor, critic, normalize_advantage=False)(td)
+    assert out["loss_objective"].item() == pytest.approx(-(0.5 - 2.2) / 2, rel=1e-6)
+
+
+def test_invalid_settings():
+    actor, critic, _ = _uniform_policy_batch([1.0], [0.0])
+    with pytest.raises(ValueError, match=r"clip_epsilon=1\.5"):
+        ClipPPOLoss(actor, critic, clip_epsilon=1.5)
+    with pytest.raises(ValueError, match="loss_critic_type='l3'"):
+        ClipPPOLoss(actor, critic, loss_critic_type="l3")
+    with pytest.raises(ValueError, match="give both"):
+        ClipPPOLoss(actor, critic, gamma=0.99)
+    with pytest.raises(TypeError, match="get_dist"):
+        ClipPPOLoss(critic, critic)
