@@ -50,6 +50,18 @@ def test_writes_keys_in_bounds_and_log_prob_matches_distribution():
     )
 
 
+def test_actor_samples_follow_its_distribution():
+    torch.manual_seed(0)
+    actor = TanhNormalActor(nn.Linear(3, 2), low=torch.tensor([1.0]), high=torch.tensor([3.0]))
+    with torch.no_grad():
+        actor.network.weight.zero_()
+        actor.network.bias.copy_(torch.tensor([0.4, 0.0]))  # loc 0.4, scale 1 (biased softplus)
+        td = actor(_obs(20000))
+    pre_tanh = torch.atanh(td[ACTION] - 2.0)  # center 2, half range 1
+    assert pre_tanh.mean().item() == pytest.approx(0.4, abs=0.03)
+    assert pre_tanh.std().item() == pytest.approx(1.0, abs=0.03)
+
+
 def test_random_samples_deterministic_takes_mode():
     actor = _actor()
     td = _obs(8)
@@ -132,12 +144,25 @@ def test_categorical_actor():
     actor = CategoricalActor(nn.Linear(3, 4))
     td = actor(_obs(2000))
     assert td[ACTION].dtype == torch.int64 and td[ACTION].shape == (2000,)
-    expected_lp = td[LOGITS].log_softmax(-1).gather(-1, td[ACTION][:, None]).squeeze(-1)
-    torch.testing.assert_close(td[SAMPLE_LOG_PROB], expected_lp)
+    # The stored log-prob is what the loss recomputes with the distribution.
+    torch.testing.assert_close(td[SAMPLE_LOG_PROB], actor.get_dist(td).log_prob(td[ACTION]))
     assert not torch.equal(td[ACTION], td[LOGITS].argmax(-1))
     with set_interaction_type(InteractionType.DETERMINISTIC):
         td = actor(td)
     assert torch.equal(td[ACTION], td[LOGITS].argmax(-1))
+
+
+def test_categorical_actor_samples_the_softmax():
+    torch.manual_seed(0)
+    probs = torch.tensor([0.1, 0.3, 0.6])
+    network = nn.Linear(3, 3)
+    with torch.no_grad():
+        network.weight.zero_()
+        network.bias.copy_(probs.log())
+    td = CategoricalActor(network)(_obs(20000))
+    frequencies = torch.bincount(td[ACTION], minlength=3) / 20000
+    # 4 standard errors at most (sd of a frequency <= sqrt(0.25 / 20000) = 0.0035).
+    torch.testing.assert_close(frequencies, probs, atol=0.014, rtol=0)
 
 
 def test_qvalue_actor_greedy_and_epsilon():

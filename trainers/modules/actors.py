@@ -251,11 +251,16 @@ class CategoricalActor(TensorDictModuleBase):
         )
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        dist = self.get_dist(tensordict)
-        action = dist.sample() if is_random_exploration() else dist.logits.argmax(-1)
-        return tensordict.update(
-            {LOGITS: dist.logits, ACTION: action, SAMPLE_LOG_PROB: dist.log_prob(action)}
-        )
+        # Categorical's math without building the Distribution object (per-step cost).
+        logits = self.network(read_input(tensordict, self.in_keys))
+        if is_random_exploration():
+            with torch.no_grad():
+                # Gumbel-max: argmax(logits + G), G = -log(E), E ~ Exp(1), samples softmax(logits).
+                action = (logits - torch.empty_like(logits).exponential_().log()).argmax(-1)
+        else:
+            action = logits.argmax(-1)
+        log_prob = logits.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        return tensordict.update({LOGITS: logits, ACTION: action, SAMPLE_LOG_PROB: log_prob})
 
 
 class QValueActor(TensorDictModuleBase):
