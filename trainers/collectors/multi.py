@@ -4,7 +4,8 @@
 along the env dimension. ``MultiaSyncDataCollector`` yields each worker's batch as soon as it
 arrives, and that worker starts its next batch right away.
 
-Workers are started with ``spawn``: the env factories and the policy must be picklable
+Workers are started with forkserver (spawn where the platform lacks it): the env factories and
+the policy must be picklable
 (``functools.partial`` of a class, a module-level function; not a lambda). The policy is copied
 once into shared memory; ``update_policy_weights_()`` writes the trained weights into that copy,
 which every worker reads directly. Batches come back through one shared-memory buffer per
@@ -32,6 +33,7 @@ from trainers.collectors.sync import (
     check_total_frames,
     exploration_interaction_type,
 )
+from trainers.envs._mp import worker_context
 from trainers.envs.common import EnvBase
 
 
@@ -147,7 +149,7 @@ class _MultiCollectorBase:
             "exploration_type": exploration_type,
             "reset_at_each_iter": reset_at_each_iter,
         }
-        ctx = torch.multiprocessing.get_context("spawn")
+        ctx = worker_context()
         self._conns: list[Connection] = []
         self._procs: list[Any] = []
         self._busy = [False] * self.num_workers

@@ -16,13 +16,15 @@ some envs read before stepping. Everything is stored as plain Python and numpy a
 from __future__ import annotations
 
 import difflib
-import multiprocessing as mp
 import traceback
 from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from trainers.envs._mp import worker_context
 
 _SIMPLE_TYPES = (bool, int, float, str, type(None))
 # mjData arrays that are sized by the current contacts/constraints (recomputed by the next step)
@@ -234,7 +236,7 @@ class SubEnvs:
             env.close()
 
 
-def _shared_array(ctx: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+def _shared_array(ctx: BaseContext, shape: tuple[int, ...], dtype: np.dtype) -> Any:
     return ctx.RawArray("b", max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize))
 
 
@@ -304,8 +306,8 @@ class ParallelSubEnvs:
     """Like ``SubEnvs``, each sub-env in its own worker process.
 
     Actions and step results travel through shared memory; commands and replies through pipes.
-    Workers are started with the ``spawn`` method, so nothing but the env's name and keyword
-    arguments is pickled.
+    Workers are started by ``worker_context()`` (forkserver or spawn): only the env's name and
+    keyword arguments are pickled.
     """
 
     def __init__(
@@ -321,7 +323,7 @@ class ParallelSubEnvs:
         action_shape: tuple[int, ...],
         action_dtype: np.dtype,
     ) -> None:
-        ctx = mp.get_context("spawn")
+        ctx = worker_context()
         self.env_name = env_name
         self.action_offset = action_offset
         self._layout: dict[str, tuple[tuple[int, ...], str]] = {

@@ -50,7 +50,8 @@ class GymEnv(EnvBase):
 
     The sub-envs are stepped in this process by one Python loop writing into numpy arrays
     (``vectorization="serial"``, the fast default on few cores) or in one worker process each
-    (``"parallel"``, worth it when a step is expensive and cores are free). Gymnasium's own
+    (``"parallel"``, worth it when a step is expensive and cores are free; workers come from a
+    fork server, or are spawned where the platform has none). Gymnasium's own
     auto-reset is not used: ``step_and_maybe_reset`` resets exactly the sub-envs that are done,
     including those truncated by a transform, and keeps their true final observation.
 
@@ -58,8 +59,9 @@ class GymEnv(EnvBase):
         env_name: a Gymnasium env id, e.g. ``"Pendulum-v1"`` or ``"HalfCheetah-v5"``; an unknown id
             raises a ValueError listing close matches.
         num_envs: number of sub-envs; >= 1.
-        vectorization: ``"serial"`` (in-process) or ``"parallel"`` (worker processes, started
-            with ``spawn``: scripts need an ``if __name__ == "__main__":`` guard).
+        vectorization: ``"serial"`` (in-process) or ``"parallel"`` (worker processes; as with
+            any multiprocessing start method but fork, scripts need an
+            ``if __name__ == "__main__":`` guard).
         frame_skip: each action is repeated this many times and the rewards summed, stopping at
             an episode end; >= 1.
         device: device of the returned tensors.
