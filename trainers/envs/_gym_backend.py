@@ -18,7 +18,6 @@ from __future__ import annotations
 import difflib
 import traceback
 from multiprocessing.connection import Connection
-from multiprocessing.context import BaseContext
 from typing import Any
 
 import gymnasium as gym
@@ -236,7 +235,7 @@ class SubEnvs:
             env.close()
 
 
-def _shared_array(ctx: BaseContext, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+def _shared_array(ctx: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
     return ctx.RawArray("b", max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize))
 
 

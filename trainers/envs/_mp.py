@@ -8,13 +8,16 @@ worker is then forked from it in milliseconds, without inheriting the parent's t
 from __future__ import annotations
 
 import multiprocessing as mp
-from multiprocessing.context import BaseContext
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from multiprocessing.context import ForkServerContext, SpawnContext
 
 # Imported once by the fork server, so that forked workers start with them loaded.
 _PRELOAD = ["trainers.envs._gym_backend", "trainers.collectors.multi"]
 
 
-def worker_context() -> BaseContext:
+def worker_context() -> ForkServerContext | SpawnContext:
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
