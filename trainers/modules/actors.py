@@ -2,7 +2,8 @@
 
 Each actor is a hand-written ``TensorDictModuleBase``: the collector calls the policy once per env
 step, and one network call plus one ``TensorDict.update`` keeps the per-call overhead low
-(composing ``TensorDictModule``/``ProbabilisticTensorDictSequential`` costs several times more).
+(composing ``TensorDictModule``/``ProbabilisticTensorDictSequential`` measured about 1.7x the
+per-call time at batch 8 with a 64x64 MLP on CPU).
 Exploration follows ``tensordict.nn.interaction_type()``: unset or ``RANDOM`` samples; any other
 type (``DETERMINISTIC``, ``MODE``, ``MEAN``, ``MEDIAN``) takes the mode of the distribution.
 Losses get the distribution itself, with gradients, from ``get_dist(tensordict)``.

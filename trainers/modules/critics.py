@@ -84,9 +84,10 @@ class EnsembleMLP(nn.Module):
     """``num_nets`` independent MLPs with identical layer sizes, evaluated as one network.
 
     The weights of each layer are stacked into ``[num_nets, in, out]`` and every layer is one
-    ``torch.baddbmm``: on CPU at batch 256 this is as fast as or faster than running the networks
-    one after the other, and about 1.5-2x faster than ``torch.func.vmap`` over
-    ``functional_call``. All members see the same input.
+    ``torch.baddbmm``. Measured on CPU for two critics at batch 256 (forward + backward): as fast
+    as running the networks one after the other at 256x256 hidden units and 10-25% faster at
+    64x64; ``torch.func.vmap`` over ``functional_call`` was 1.2-2.5x slower than both. All
+    members see the same input.
 
     Initialization per member matches ``MLP``: ``"torch"`` draws weights and biases from
     ``U(-1/sqrt(in), 1/sqrt(in))`` (``nn.Linear``'s default); ``"orthogonal"`` draws orthogonal
