@@ -332,3 +332,27 @@ def test_make_batched_env_builds_one_transformed_env_over_one_gym_env():
         make_batched_env(lambda: GymEnv("Pendulum-v1"), num_workers=2)
     with pytest.raises(ValueError, match="batched_env_type"):
         make_batched_env(create, num_workers=2, batched_env_type="threads")
+
+
+def test_fast_collect_steps_equals_the_generic_loop():
+    """GymEnv.collect_steps (numpy buffers) gives exactly what EnvBase.collect_steps gives."""
+    from trainers.envs.common import EnvBase
+
+    def act(td):
+        td.set(keys.ACTION, torch.rand(td.batch_size[0], 1) * 4 - 2)
+        td.set("extra", torch.randn(td.batch_size[0]))
+        return td
+
+    results = []
+    for collect in (GymEnv.collect_steps, EnvBase.collect_steps):
+        env = GymEnv("Pendulum-v1", num_envs=3, max_episode_steps=7)
+        env.set_seed(2)
+        torch.manual_seed(0)
+        root = env.reset()
+        first, root = collect(env, root, 10, act)
+        second, root = collect(env, root, 10, act)
+        results.append((first, second, root))
+    (a1, a2, ar), (b1, b2, br) = results
+    assert a1[keys.DONE].any()
+    assert (a1 == b1).all() and (a2 == b2).all() and (ar == br).all()
+    assert set(a1.keys(True, True)) == set(b1.keys(True, True))

@@ -262,20 +262,9 @@ class SyncDataCollector:
             self._root = env.reset()
             self._tracker.start_all()
         random = self.policy is None or self.frames < self.init_random_frames
-        steps: list[TensorDictBase] = []
-        root = self._root
+        act = env.rand_action if random else self._policy_step()
         with torch.no_grad(), set_interaction_type(self._interaction):
-            if random:
-                for _ in range(self.frames_per_env):
-                    td, root = env.step_and_maybe_reset(env.rand_action(root))
-                    steps.append(td)
-            else:
-                policy = self._policy_step()
-                for _ in range(self.frames_per_env):
-                    td, root = env.step_and_maybe_reset(policy(root))
-                    steps.append(td)
-        self._root = root
-        batch = TensorDict.stack(steps, dim=1)
+            batch, self._root = env.collect_steps(self._root, self.frames_per_env, act)
         if batch.device != self.storing_device:
             batch = batch.to(self.storing_device)
         self._tracker.annotate(batch)

@@ -131,6 +131,26 @@ class EnvBase:
             splice_reset(next_root, self._reset(done), done)
         return td, next_root
 
+    def collect_steps(
+        self,
+        root: TensorDictBase,
+        num_steps: int,
+        act: Callable[[TensorDictBase], TensorDictBase],
+    ) -> tuple[TensorDictBase, TensorDictBase]:
+        """Runs ``num_steps`` times ``td, root = step_and_maybe_reset(act(root))``.
+
+        This is the collectors' inner loop; subclasses may override it with a faster loop that
+        gives the same results.
+
+        Returns:
+            The steps stacked to ``[num_envs, num_steps]`` and the root of the next step.
+        """
+        steps = []
+        for _ in range(num_steps):
+            td, root = self.step_and_maybe_reset(act(root))
+            steps.append(td)
+        return TensorDict.stack(steps, dim=1), root
+
     def rand_action(self, td: TensorDictBase | None = None) -> TensorDictBase:
         """Writes a uniformly random ``action`` into ``td`` (a new TensorDict when None)."""
         if td is None:

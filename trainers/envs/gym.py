@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -152,26 +153,27 @@ class GymEnv(EnvBase):
         tensor = torch.from_numpy(array)
         return tensor if self._on_cpu else tensor.to(self.device, non_blocking=True)
 
-    def _reset(self, mask: torch.Tensor | None) -> TensorDictBase:
-        if mask is None:
-            indices = list(range(self.num_envs))
-        else:
-            indices = np.flatnonzero(mask.detach().cpu().numpy()).tolist()
+    def _reset_rows(self, indices: list[int]) -> np.ndarray:
+        """Resets the sub-envs ``indices`` (seeding those with a pending seed); float32 rows."""
         seeds = [self._pending_seeds[i] for i in indices]
         for i in indices:
             self._pending_seeds[i] = None
-        rows = self._backend.reset(indices, seeds)
+        rows = np.asarray(self._backend.reset(indices, seeds), dtype=np.float32)
+        self._check_finite(rows, keys.OBSERVATION, indices)
+        return rows
+
+    def _reset(self, mask: torch.Tensor | None) -> TensorDictBase:
         if mask is None:
-            obs = np.ascontiguousarray(rows, dtype=np.float32)
+            obs = self._reset_rows(list(range(self.num_envs)))
         else:
+            indices = np.flatnonzero(mask.detach().cpu().numpy()).tolist()
             obs = np.zeros((self.num_envs, *self._obs_shape), np.float32)
-            obs[indices] = rows
-        self._check_finite(obs[indices], keys.OBSERVATION, indices)
+            obs[indices] = self._reset_rows(indices)
         return TensorDict._new_unsafe(
             {keys.OBSERVATION: self._to_device(obs)}, batch_size=self.batch_size
         )
 
-    def _step(self, td: TensorDictBase) -> TensorDictBase:
+    def _action_array(self, td: TensorDictBase) -> np.ndarray:
         action = td.get(keys.ACTION)
         if action.shape != self._action_shape:
             raise ValueError(
@@ -183,31 +185,98 @@ class GymEnv(EnvBase):
                 f"GymEnv({self.env_name!r}): key 'action' must be an integer tensor for a "
                 f"Discrete action space, got {action.dtype}"
             )
-        actions = action.detach()
-        if actions.device.type != "cpu":
-            actions = actions.cpu()
-        n = self.num_envs
-        # Observation and reward share one array so that a single isfinite pass checks both.
-        values = np.empty((n, self._obs_size + 1), np.float32)
-        flags = np.empty((3, n, 1), bool)  # terminated, truncated, done
-        obs = values[:, : self._obs_size].reshape(n, *self._obs_shape)
-        reward = values[:, self._obs_size :]
-        self._backend.step(actions.numpy(), obs, values[:, -1], flags[0, :, 0], flags[1, :, 0])
-        if not np.isfinite(values).all():
-            self._check_finite(obs, keys.OBSERVATION)
-            self._check_finite(reward, "reward")
+        if action.requires_grad:
+            action = action.detach()
+        return (action if action.device.type == "cpu" else action.cpu()).numpy()
+
+    def _step_into(self, actions: np.ndarray, values: np.ndarray, flags: np.ndarray) -> None:
+        """Steps every sub-env, writing ``values`` ``[n, obs_size + 1]`` (flat observation, then
+        reward) and ``flags`` ``[3, n]`` (terminated, truncated, done). Values are not checked."""
+        obs = values[:, : self._obs_size].reshape(self.num_envs, *self._obs_shape)
+        self._backend.step(actions, obs, values[:, self._obs_size], flags[0], flags[1])
         np.logical_or(flags[0], flags[1], out=flags[2])
+
+    def _check_values(self, values: np.ndarray) -> None:
+        """Raises naming the key if ``values`` (``[..., n, obs_size + 1]``) is not all finite."""
+        if np.isfinite(values).all():  # one pass checks observation and reward
+            return
+        flat = values.reshape(-1, self.num_envs, self._obs_size + 1)
+        for step in flat:
+            self._check_finite(step[:, : self._obs_size], keys.OBSERVATION)
+            self._check_finite(step[:, self._obs_size :], "reward")
+
+    def _step(self, td: TensorDictBase) -> TensorDictBase:
+        n, size = self.num_envs, self._obs_size
+        values = np.empty((n, size + 1), np.float32)
+        flags = np.empty((3, n), bool)
+        self._step_into(self._action_array(td), values, flags)
+        self._check_values(values)
         to_device = self._to_device
         return TensorDict._new_unsafe(
             {
-                keys.OBSERVATION: to_device(obs),
-                "reward": to_device(reward),
-                "terminated": to_device(flags[0]),
-                "truncated": to_device(flags[1]),
-                "done": to_device(flags[2]),
+                keys.OBSERVATION: to_device(values[:, :size].reshape(n, *self._obs_shape)),
+                "reward": to_device(values[:, size:]),
+                "terminated": to_device(flags[0, :, None]),
+                "truncated": to_device(flags[1, :, None]),
+                "done": to_device(flags[2, :, None]),
             },
             batch_size=self.batch_size,
         )
+
+    def collect_steps(
+        self,
+        root: TensorDictBase,
+        num_steps: int,
+        act: Callable[[TensorDictBase], TensorDictBase],
+    ) -> tuple[TensorDictBase, TensorDictBase]:
+        """``EnvBase.collect_steps`` with the same results, writing straight into batch arrays.
+
+        Step results go into time-major numpy buffers allocated once per call instead of one
+        TensorDict per step; only the policy's input and output TensorDicts are per step. The
+        finiteness check runs once on the whole buffer (its error names the sub-env and key).
+        """
+        n, size, shape = self.num_envs, self._obs_size, self._obs_shape
+        obs = np.empty((num_steps + 1, n, size), np.float32)  # root observations
+        obs[0] = root.get(keys.OBSERVATION).detach().cpu().numpy().reshape(n, size)
+        values = np.empty((num_steps, n, size + 1), np.float32)  # next observation | reward
+        flags = np.empty((3, num_steps, n), bool)
+        roots = []
+        for t in range(num_steps):
+            td = TensorDict._new_unsafe(
+                {keys.OBSERVATION: self._to_device(obs[t].reshape(n, *shape))},
+                batch_size=self.batch_size,
+            )
+            td = act(td)
+            self._step_into(self._action_array(td), values[t], flags[:, t])
+            obs[t + 1] = values[t, :, :size]
+            done = flags[2, t]
+            if done.any():
+                indices = np.flatnonzero(done).tolist()
+                obs[t + 1, indices] = self._reset_rows(indices).reshape(len(indices), size)
+            roots.append(td)
+        self._check_values(values)
+        batch = TensorDict.stack(roots, dim=1)
+
+        def env_major(array: np.ndarray) -> torch.Tensor:
+            return self._to_device(np.ascontiguousarray(np.swapaxes(array, 0, 1)))
+
+        batch_size = torch.Size([n, num_steps])
+        next_td = TensorDict._new_unsafe(
+            {
+                keys.OBSERVATION: env_major(values[..., :size]).reshape(n, num_steps, *shape),
+                "reward": env_major(values[..., size:]),
+                "terminated": env_major(flags[0, ..., None]),
+                "truncated": env_major(flags[1, ..., None]),
+                "done": env_major(flags[2, ..., None]),
+            },
+            batch_size=batch_size,
+        )
+        batch._set_str(keys.NEXT, next_td, inplace=False, validated=True)
+        next_root = TensorDict._new_unsafe(
+            {keys.OBSERVATION: self._to_device(obs[num_steps].reshape(n, *shape))},
+            batch_size=self.batch_size,
+        )
+        return batch, next_root
 
     def run_actions(self, indices: list[int], actions: list[torch.Tensor]) -> torch.Tensor:
         """Steps sub-env ``indices[j]`` with each row of ``actions[j]`` (used by ``NoopReset``).
