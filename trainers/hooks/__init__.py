@@ -2,7 +2,14 @@
 
 from trainers.hooks.base import TrainerHookBase
 from trainers.hooks.data import BatchSubSampler, RewardNormalizer, SelectKeys
-from trainers.hooks.logging import CountFramesLog, EarlyStopping, LogScalar, UTDRHook
+from trainers.hooks.logging import (
+    CountFramesLog,
+    EarlyStopping,
+    LogEpisodeStats,
+    LogNorm,
+    LogScalar,
+    UTDRHook,
+)
 from trainers.hooks.optim import ClearCudaCache, LRSchedulerHook, OptimizerHook
 from trainers.hooks.weights import TargetNetUpdaterHook, UpdateWeights
 
@@ -12,6 +19,8 @@ __all__ = [
     "CountFramesLog",
     "EarlyStopping",
     "LRSchedulerHook",
+    "LogEpisodeStats",
+    "LogNorm",
     "LogScalar",
     "OptimizerHook",
     "RewardNormalizer",

@@ -190,3 +190,75 @@ class EarlyStopping(TrainerHookBase):
         self.best = state_dict["best"]
         self.stale_logs = state_dict["stale_logs"]
         self._seen_log_at = state_dict["seen"]
+
+
+class LogEpisodeStats(TrainerHookBase):
+    """Logs ``episode_return`` and ``episode_length``: means over the episodes that ended
+    since the last logger write (not over batches), read at the frames where ``("next",
+    "done")`` is true from ``("next", "episode_reward")`` and ``("next", "step_count")``.
+
+    Examples:
+        >>> LogEpisodeStats().register(trainer)
+    """
+
+    def __init__(self, log_pbar: bool = True, stage: Stage | str = Stage.PRE_STEPS_LOG) -> None:
+        self.log_pbar = log_pbar
+        self.stage = Stage.parse(stage)
+
+    def register(self, trainer: Trainer, name: str | None = None) -> None:
+        del name
+        trainer.register_op(self.stage, self)
+
+    def __call__(self, batch: TensorDictBase) -> dict[str, Any] | None:
+        done = batch.get(keys.DONE, None)
+        if done is None:
+            return None
+        mask = batch.get(keys.MASK, None)
+        if mask is not None:
+            done = done & mask.unsqueeze(-1)
+        done = done.float()
+        count = done.sum()
+        out: dict[str, Any] = {"log_pbar": self.log_pbar}
+        episode_return = batch.get(keys.EPISODE_REWARD, None)
+        if episode_return is not None:
+            out["episode_return"] = ((episode_return * done).sum(), count)
+        episode_length = batch.get(keys.STEP_COUNT, None)
+        if episode_length is not None:
+            out["episode_length"] = ((episode_length * done).sum(), count)
+        return out
+
+
+class LogNorm(TrainerHookBase):
+    """Logs the mean Euclidean norm (over the last dimension) of a batch entry.
+
+    Args:
+        key: the entry, e.g. ``"action"``.
+        logname: the logged name, e.g. ``"action_norm"``.
+        include_std: also log the standard deviation of the norms.
+
+    Examples:
+        >>> LogNorm("action", "action_norm").register(trainer)
+    """
+
+    def __init__(self, key: str | tuple[str, ...], logname: str, include_std: bool = True) -> None:
+        self.key = key
+        self.logname = logname
+        self.include_std = include_std
+
+    def register(self, trainer: Trainer, name: str | None = None) -> None:
+        del name
+        trainer.register_op(Stage.PRE_STEPS_LOG, self)
+
+    def __call__(self, batch: TensorDictBase) -> dict[str, Any] | None:
+        value = batch.get(self.key, None)
+        if value is None:
+            return None
+        value = value.float()
+        norms = value.norm(dim=-1) if value.ndim > batch.ndim else value.abs()
+        mask = batch.get(keys.MASK, None)
+        if mask is not None:
+            norms = norms[mask]
+        out: dict[str, Any] = {self.logname: norms.mean(), "log_pbar": False}
+        if self.include_std and norms.numel() > 1:
+            out[f"{self.logname}_std"] = norms.std()
+        return out

@@ -6,12 +6,16 @@ from collections.abc import Mapping
 
 import torch
 
+Value = torch.Tensor | float | tuple[torch.Tensor | float, torch.Tensor | float]
+
 
 class MetricAccumulator:
     """Sums values per name on their device; :meth:`flush` syncs once and returns the means.
 
-    Values may be Python numbers or scalar tensors. Tensors stay on their device until the
-    flush, which stacks them and moves them to the host in one transfer.
+    A value is a Python number or scalar tensor (each counts once), or a ``(sum, count)`` pair
+    (e.g. the summed returns of the episodes that ended in a batch, and how many ended) so that
+    the mean is over items, not over calls. Tensors stay on their device until the flush, which
+    stacks them and moves them to the host in one transfer; names whose count is 0 are dropped.
 
     Examples:
         >>> acc = MetricAccumulator()
@@ -22,15 +26,17 @@ class MetricAccumulator:
 
     def __init__(self) -> None:
         self._sums: dict[str, torch.Tensor | float] = {}
-        self._counts: dict[str, int] = {}
+        self._counts: dict[str, torch.Tensor | float] = {}
 
-    def add(self, values: Mapping[str, torch.Tensor | float]) -> None:
+    def add(self, values: Mapping[str, Value]) -> None:
         for name, value in values.items():
-            if isinstance(value, torch.Tensor):
-                value = value.detach().float().reshape(())
-            previous = self._sums.get(name)
-            self._sums[name] = value if previous is None else previous + value
-            self._counts[name] = self._counts.get(name, 0) + 1
+            total, count = value if isinstance(value, tuple) else (value, 1.0)
+            if isinstance(total, torch.Tensor):
+                total = total.detach().float().reshape(())
+            if isinstance(count, torch.Tensor):
+                count = count.detach().float().reshape(())
+            self._sums[name] = total + self._sums.get(name, 0.0)
+            self._counts[name] = count + self._counts.get(name, 0.0)
 
     def __bool__(self) -> bool:
         return bool(self._sums)
@@ -38,24 +44,26 @@ class MetricAccumulator:
     def flush(self) -> dict[str, float]:
         """Returns the mean of each name since the last flush, and starts over."""
         names = list(self._sums)
-        tensors = [n for n in names if isinstance(self._sums[n], torch.Tensor)]
-        means: dict[str, float] = {}
-        if tensors:
-            device = self._sums[tensors[0]].device  # type: ignore[union-attr]
-            stacked = torch.stack([self._sums[n].to(device) for n in tensors])  # type: ignore[union-attr]
-            for name, total in zip(tensors, stacked.tolist(), strict=True):
-                means[name] = total / self._counts[name]
-        for name in names:
-            if name not in means:
-                means[name] = float(self._sums[name]) / self._counts[name]
+        if not names:
+            return {}
+        values = [*self._sums.values(), *self._counts.values()]
+        tensors = [v for v in values if isinstance(v, torch.Tensor)]
+        device = tensors[0].device if tensors else torch.device("cpu")
+        as_tensor = [torch.as_tensor(self._sums[n], device=device) for n in names]
+        as_tensor += [torch.as_tensor(self._counts[n], device=device) for n in names]
+        host = torch.stack(as_tensor).tolist()
+        sums, counts = host[: len(names)], host[len(names) :]
         self._sums.clear()
         self._counts.clear()
-        return {name: means[name] for name in names}
+        return {n: s / c for n, s, c in zip(names, sums, counts, strict=True) if c > 0}
 
-    def state_dict(self) -> dict[str, dict[str, float | int]]:
-        sums = {n: float(v) for n, v in self._sums.items()}
-        return {"sums": sums, "counts": dict(self._counts)}
+    def state_dict(self) -> dict[str, dict[str, float]]:
+        return {
+            "sums": {n: float(v) for n, v in self._sums.items()},
+            "counts": {n: float(c) for n, c in self._counts.items()},
+        }
 
-    def load_state_dict(self, state_dict: Mapping[str, Mapping[str, float | int]]) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Mapping[str, float]]) -> None:
         self._sums = {n: float(v) for n, v in state_dict["sums"].items()}
-        self._counts = {n: int(c) for n, c in state_dict["counts"].items()}
+        self._counts = {n: float(c) for n, c in state_dict["counts"].items()}
+

@@ -139,6 +139,7 @@ class Trainer:
         self._metrics = MetricAccumulator()
         self._pbar_names: set[str] = set()
         self._bar: tqdm | None = None
+        self._interrupted = False
 
         if isinstance(loss_module, nn.Module):
             self.register_module("loss_module", loss_module)
@@ -194,12 +195,16 @@ class Trainer:
     def train(self) -> None:
         """Runs the loop until ``total_frames``, the collector's end, or a stop request."""
         self.state.stop_reason = None
+        self._interrupted = False
         try:
             with self._progress_bar(), self._graceful_interrupts():
                 self._run(Stage.SETUP)
                 if self.state.frames < self.total_frames:
                     self._loop()
-                self._flush_logs()
+                if not self._interrupted:
+                    # An interrupted run keeps its partial log window in the checkpoint, so
+                    # the resumed run writes the same rows as an uninterrupted one would.
+                    self._flush_logs()
                 self.save_trainer(force=self.save_trainer_file is not None)
         finally:
             self._shutdown()
@@ -369,6 +374,7 @@ class Trainer:
             name = signal.Signals(signum).name
             if self.state.stop_reason is not None and signum == signal.SIGINT:
                 raise KeyboardInterrupt
+            self._interrupted = True
             self.request_stop(f"interrupted by {name}")
             tqdm.write(
                 f"{name} received: stopping after this batch and saving a checkpoint "

@@ -1,0 +1,41 @@
+"""Logging hooks shared by the algorithm trainers (the reference's metric names)."""
+
+from __future__ import annotations
+
+from trainers import keys
+from trainers.hooks.logging import LogEpisodeStats, LogNorm, LogScalar
+from trainers.trainer.stages import Stage
+from trainers.trainer.trainer import Trainer
+
+
+def register_batch_logging(
+    trainer: Trainer,
+    *,
+    log_rewards: bool,
+    log_actions: bool,
+    log_observations: bool,
+    async_collection: bool,
+) -> None:
+    """Registers the reference metrics over collected batches.
+
+    ``done_percentage``, ``r_training`` (+ std, on the progress bar), ``r_max``, ``r_total``
+    (best finished-episode return so far in the batch), ``action_norm``, ``obs_norm``, and
+    ``episode_return``/``episode_length`` (means over episodes ended since the last log).
+    In async mode the collected batches never pass through the trainer, so these read the
+    sampled optimization batch at ``post_optim_log`` instead.
+    """
+    stage = Stage.POST_OPTIM_LOG if async_collection else Stage.PRE_STEPS_LOG
+    hooks: list = [LogScalar(keys.DONE, "done_percentage", include_std=False)]
+    if log_rewards:
+        hooks += [
+            LogScalar(keys.REWARD, "r_training", log_pbar=True, include_std=True),
+            LogScalar(keys.REWARD, "r_max", include_std=False, reduction="max"),
+            LogScalar(keys.EPISODE_REWARD, "r_total", include_std=False, reduction="max"),
+        ]
+    if log_actions:
+        hooks.append(LogNorm(keys.ACTION, "action_norm"))
+    if log_observations:
+        hooks.append(LogNorm(keys.OBSERVATION, "obs_norm"))
+    for hook in hooks:
+        trainer.register_op(stage, hook)
+    LogEpisodeStats(stage=stage).register(trainer)

@@ -1,0 +1,156 @@
+"""PPOTrainer: on-policy batches, GAE once per batch, shuffled minibatch epochs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from trainers.algorithms.common import register_batch_logging
+from trainers.data import LazyTensorStorage, ReplayBuffer, SamplerWithoutReplacement
+from trainers.hooks.replay_buffer import ReplayBufferTrainer
+from trainers.hooks.weights import UpdateWeights
+from trainers.objectives.value import GAE
+from trainers.trainer.stages import Stage
+from trainers.trainer.trainer import Trainer
+
+
+class PPOTrainer(Trainer):
+    """Proximal Policy Optimization on the hook-driven :class:`Trainer`.
+
+    Each collected ``[num_envs, T]`` batch gets its advantages and value targets from GAE
+    (bootstrapping on truncation, not on termination), is written into a replay buffer that
+    holds exactly that batch, and is then read for ``num_epochs`` epochs of shuffled minibatches
+    of ``batch_size`` frames, each an optimization step. Loss terms are averaged over all
+    epochs of all batches since the last log. Weights reach the collector after each batch.
+
+    Args:
+        collector: yields on-policy batches; must expose ``frames_per_batch`` unless
+            ``optim_steps_per_batch`` is given.
+        loss_module: a PPO loss with ``actor_network`` and ``critic_network``.
+        replay_buffer: minibatch source; default: a buffer of ``frames_per_batch`` frames
+            sampled without replacement. A given buffer must sample without replacement.
+        batch_size: minibatch size; default: the replay buffer's.
+        num_epochs: passes over each batch.
+        gamma: discount.
+        lmbda: GAE lambda.
+        optim_steps_per_batch: default ``num_epochs * ceil(frames_per_batch / batch_size)``.
+        enable_logging, log_rewards, log_actions, log_observations: which batch metrics to log.
+        Other arguments: as :class:`Trainer`.
+
+    Examples:
+        >>> trainer = PPOTrainer(collector=collector, total_frames=200_000,
+        ...                      loss_module=ClipPPOLoss(actor, critic), optimizer=optim,
+        ...                      batch_size=64, num_epochs=10)
+        >>> trainer.train()
+    """
+
+    def __init__(
+        self,
+        *,
+        collector: Any,
+        total_frames: int,
+        loss_module: Any,
+        frame_skip: int = 1,
+        optim_steps_per_batch: int | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        logger: Any | None = None,
+        clip_grad_norm: bool = True,
+        clip_norm: float | None = None,
+        progress_bar: bool = True,
+        seed: int | None = None,
+        save_trainer_interval: int = 10000,
+        log_interval: int = 10000,
+        save_trainer_file: str | Path | None = None,
+        replay_buffer: ReplayBuffer | None = None,
+        batch_size: int | None = None,
+        num_epochs: int = 4,
+        gamma: float = 0.99,
+        lmbda: float = 0.95,
+        enable_logging: bool = True,
+        log_rewards: bool = True,
+        log_actions: bool = True,
+        log_observations: bool = False,
+        async_collection: bool = False,
+    ) -> None:
+        if async_collection:
+            raise ValueError(
+                "PPOTrainer: async_collection=True is not supported; PPO is on-policy and "
+                "must train on the batch its current policy collected"
+            )
+        if num_epochs < 1:
+            raise ValueError(f"PPOTrainer: num_epochs must be >= 1, got {num_epochs}")
+        frames_per_batch = getattr(collector, "frames_per_batch", None)
+        replay_buffer = replay_buffer or _default_minibatch_buffer(frames_per_batch, batch_size)
+        batch_size = batch_size or replay_buffer.batch_size
+        if batch_size is None or batch_size < 1:
+            raise ValueError(f"PPOTrainer: batch_size must be >= 1, got {batch_size}")
+        if not isinstance(replay_buffer.sampler, SamplerWithoutReplacement):
+            raise ValueError(
+                "PPOTrainer needs a replay buffer sampled without replacement (each frame once "
+                f"per epoch), got sampler {type(replay_buffer.sampler).__name__}"
+            )
+        if optim_steps_per_batch is None:
+            if frames_per_batch is None:
+                raise ValueError(
+                    "PPOTrainer: pass optim_steps_per_batch, or a collector that exposes "
+                    "frames_per_batch so it can be derived from num_epochs"
+                )
+            optim_steps_per_batch = num_epochs * math.ceil(frames_per_batch / batch_size)
+        super().__init__(
+            collector=collector,
+            total_frames=total_frames,
+            frame_skip=frame_skip,
+            optim_steps_per_batch=optim_steps_per_batch,
+            loss_module=loss_module,
+            optimizer=optimizer,
+            logger=logger,
+            clip_grad_norm=clip_grad_norm,
+            clip_norm=clip_norm,
+            progress_bar=progress_bar,
+            seed=seed,
+            save_trainer_interval=save_trainer_interval,
+            log_interval=log_interval,
+            save_trainer_file=save_trainer_file,
+            async_collection=False,
+        )
+        self.num_epochs = num_epochs
+        self.replay_buffer = replay_buffer
+        self.gae = GAE(gamma, lmbda, value_network=loss_module.critic_network)
+        self.register_op(Stage.BATCH_PROCESS, self._estimate_advantage)
+        self.register_op(Stage.BATCH_PROCESS, self._empty_buffer)
+        ReplayBufferTrainer(replay_buffer, batch_size=batch_size, device=None).register(self)
+        if callable(getattr(collector, "update_policy_weights_", None)):
+            actor = loss_module.actor_network
+            UpdateWeights(collector, 1, lambda: TensorDict.from_module(actor)).register(self)
+        if enable_logging:
+            register_batch_logging(
+                self,
+                log_rewards=log_rewards,
+                log_actions=log_actions,
+                log_observations=log_observations,
+                async_collection=False,
+            )
+
+    def _estimate_advantage(self, batch: TensorDictBase) -> TensorDictBase:
+        return self.gae(batch)
+
+    def _empty_buffer(self, batch: TensorDictBase) -> None:
+        del batch
+        self.replay_buffer.empty()
+
+
+def _default_minibatch_buffer(frames_per_batch: int | None, batch_size: int | None) -> ReplayBuffer:
+    if frames_per_batch is None or batch_size is None:
+        raise ValueError(
+            "PPOTrainer: without a replay_buffer, pass batch_size and a collector that exposes "
+            "frames_per_batch"
+        )
+    return ReplayBuffer(
+        storage=LazyTensorStorage(frames_per_batch),
+        sampler=SamplerWithoutReplacement(),
+        batch_size=batch_size,
+    )
