@@ -1,0 +1,55 @@
+"""Schemas of the ``collector`` group: ``sync`` (default), ``multi_sync``, ``multi_async``.
+
+The env, the policy and ``total_frames`` are passed by the trainer factory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from configs.validation import checked, ge, one_of
+
+EXPLORATION_TYPES = ("random", "deterministic", "mode", "mean")
+
+
+@dataclass(kw_only=True)
+class SyncDataCollectorConfig:
+    """Steps the training env in this process (fastest on few cores)."""
+
+    _target_: str = "trainers.collectors.SyncDataCollector"
+    _partial_: bool = True
+    frames_per_batch: int = checked(1000, ge(1))
+    init_random_frames: int = checked(0, ge(0))
+    max_frames_per_traj: int | None = checked(None, ge(1))
+    exploration_type: str = checked("random", one_of(*EXPLORATION_TYPES))
+    device: str | None = None
+    storing_device: str | None = None
+    reset_at_each_iter: bool = False
+
+
+@dataclass(kw_only=True)
+class MultiSyncDataCollectorConfig:
+    """``num_collectors`` worker processes; each batch concatenates one from every worker."""
+
+    _target_: str = "trainers.collectors.MultiSyncDataCollector"
+    _partial_: bool = True
+    num_collectors: int = checked(2, ge(1))
+    frames_per_batch: int = checked(1000, ge(1))
+    init_random_frames: int = checked(0, ge(0))
+    max_frames_per_traj: int | None = checked(None, ge(1))
+    exploration_type: str = checked("random", one_of(*EXPLORATION_TYPES))
+    device: str | None = None
+
+
+@dataclass(kw_only=True)
+class MultiaSyncDataCollectorConfig:
+    """``num_collectors`` worker processes; batches are yielded as each worker finishes one."""
+
+    _target_: str = "trainers.collectors.MultiaSyncDataCollector"
+    _partial_: bool = True
+    num_collectors: int = checked(2, ge(1))
+    frames_per_batch: int = checked(1000, ge(1))
+    init_random_frames: int = checked(0, ge(0))
+    max_frames_per_traj: int | None = checked(None, ge(1))
+    exploration_type: str = checked("random", one_of(*EXPLORATION_TYPES))
+    device: str | None = None

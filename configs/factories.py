@@ -1,0 +1,275 @@
+"""Factories that turn a composed config into a ready PPOTrainer or SACTrainer.
+
+``hydra.utils.instantiate(cfg.trainer)`` calls one of these with the trainer node's fields;
+component fields arrive as config nodes. Everything is validated first (ranges, choices and
+cross-field consistency, all reported at once), then built in dependency order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from configs.trainers import PPOTrainerConfig, SACTrainerConfig
+from configs.validation import ConfigError, validate
+from trainers.algorithms import PPOTrainer, SACTrainer
+from trainers.envs import EnvBase
+from trainers.envs.specs import Categorical
+from trainers.modules.builders import make_categorical_actor
+from trainers.trainer.seeding import seed_everything
+from trainers.trainer.stages import Stage
+from trainers.trainer.trainer import Trainer
+
+RESOLVED_CONFIG_FILE = "config_resolved.yaml"
+ENV_NAME_KEY = "training_env.create_env_fn.base_env.env_name"
+
+
+def make_ppo_trainer(
+    *,
+    training_env: DictConfig,
+    networks: DictConfig,
+    collector: DictConfig,
+    replay_buffer: DictConfig,
+    loss_module: DictConfig,
+    optimizer: DictConfig,
+    logger: DictConfig | None,
+    num_epochs: int,
+    gamma: float,
+    lmbda: float,
+    **common: Any,
+) -> PPOTrainer:
+    """Builds a :class:`PPOTrainer` from the ``trainer`` node of a composed config."""
+    root = _root(
+        PPOTrainerConfig,
+        dict(num_epochs=num_epochs, gamma=gamma, lmbda=lmbda, **common),
+        training_env=training_env,
+        networks=networks,
+        collector=collector,
+        replay_buffer=replay_buffer,
+        loss=loss_module,
+        optimizer=optimizer,
+        logger=logger,
+    )
+    frames_per_batch = collector.frames_per_batch
+    batch_size = replay_buffer.batch_size
+    problems = _common_problems(root, common["total_frames"])
+    if batch_size > frames_per_batch:
+        problems.append(
+            f"replay_buffer.batch_size={batch_size} is larger than collector.frames_per_batch="
+            f"{frames_per_batch}: a PPO minibatch is a part of one collected batch"
+        )
+    if replay_buffer.storage.max_size < frames_per_batch:
+        problems.append(
+            f"replay_buffer.storage.max_size={replay_buffer.storage.max_size} must be >= "
+            f"collector.frames_per_batch={frames_per_batch} (PPO stores the whole batch)"
+        )
+    validate(root, problems)
+    build = _Builder(root, common)
+    env = build.env(training_env)
+    actor = build.policy(networks.policy_network, env)
+    critic = build.component("networks.value_network", networks.value_network, env)
+    critic.to(build.device)
+    loss = build.component("loss", loss_module, actor, critic)
+    trainer = PPOTrainer(
+        collector=build.collector(collector, env, actor),
+        loss_module=loss,
+        optimizer=build.component("optimizer", optimizer, loss.parameters()),
+        replay_buffer=build.component("replay_buffer", replay_buffer),
+        batch_size=batch_size,
+        num_epochs=num_epochs,
+        gamma=gamma,
+        lmbda=lmbda,
+        logger=build.logger(logger),
+        **build.trainer_kwargs(),
+    )
+    return build.finish(trainer, env)
+
+
+def make_sac_trainer(
+    *,
+    training_env: DictConfig,
+    networks: DictConfig,
+    collector: DictConfig,
+    replay_buffer: DictConfig,
+    loss_module: DictConfig,
+    optimizer: DictConfig,
+    logger: DictConfig | None,
+    target_net_updater: DictConfig,
+    utd_ratio: float,
+    async_collection: bool,
+    **common: Any,
+) -> SACTrainer:
+    """Builds a :class:`SACTrainer` from the ``trainer`` node of a composed config."""
+    root = _root(
+        SACTrainerConfig,
+        dict(utd_ratio=utd_ratio, async_collection=async_collection, **common),
+        training_env=training_env,
+        networks=networks,
+        collector=collector,
+        replay_buffer=replay_buffer,
+        loss=loss_module,
+        optimizer=optimizer,
+        logger=logger,
+        target_net_updater=target_net_updater,
+    )
+    problems = _common_problems(root, common["total_frames"])
+    if collector.init_random_frames >= common["total_frames"]:
+        problems.append(
+            f"collector.init_random_frames={collector.init_random_frames} must be < "
+            f"trainer.total_frames={common['total_frames']}: training would never start"
+        )
+    optim_steps = utd_ratio * collector.frames_per_batch
+    if optim_steps < 1 or not float(optim_steps).is_integer():
+        problems.append(
+            f"trainer.utd_ratio={utd_ratio} x collector.frames_per_batch="
+            f"{collector.frames_per_batch} must be a whole number >= 1 of optimization steps"
+        )
+    if async_collection:
+        problems.append(
+            "trainer.async_collection=true is not available from the command line yet; "
+            "use the Python API (trainers.collectors) for background collection"
+        )
+    validate(root, problems)
+    build = _Builder(root, common)
+    env = build.env(training_env)
+    if isinstance(env.action_spec, Categorical):
+        raise ConfigError([f"{ENV_NAME_KEY}: SAC needs continuous (Box) actions"])
+    actor = build.component("networks.policy_network", networks.policy_network, env)
+    actor.to(build.device)
+    qvalue = build.component("networks.value_network", networks.value_network, env)
+    qvalue.to(build.device)
+    loss = build.component(
+        "loss",
+        loss_module,
+        actor,
+        qvalue,
+        action_spec=env.action_spec,
+        **_target_entropy(loss_module.target_entropy),
+    )
+    trainer = SACTrainer(
+        collector=build.collector(collector, env, actor),
+        optim_steps_per_batch=int(optim_steps),
+        loss_module=loss,
+        optimizer=build.component("optimizer", optimizer, loss.parameters()),
+        replay_buffer=build.component("replay_buffer", replay_buffer),
+        batch_size=replay_buffer.batch_size,
+        target_net_updater=build.component("target_net_updater", target_net_updater, loss),
+        logger=build.logger(logger),
+        **build.trainer_kwargs(),
+    )
+    return build.finish(trainer, env)
+
+
+class _Builder:
+    """Instantiates components, naming the config key of whatever fails."""
+
+    def __init__(self, root: DictConfig, common: dict[str, Any]) -> None:
+        self.root = root
+        self.common = dict(common)
+        self.resume = self.common.pop("resume")
+        self.device = torch.device(self.common.pop("device"))
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(["trainer.device=cuda but no CUDA device is available"])
+        if self.common["seed"] is not None:
+            seed_everything(self.common["seed"])  # networks are initialized reproducibly
+
+    def component(self, key: str, node: DictConfig, *args: Any, **kwargs: Any) -> Any:
+        try:
+            built = hydra.utils.instantiate(node)
+            return built(*args, **kwargs) if callable(built) and args else built
+        except ConfigError:
+            raise
+        except Exception as err:
+            raise ConfigError([f"{key}: {_root_cause(err)}"]) from err
+
+    def env(self, node: DictConfig) -> EnvBase:
+        return self.component(ENV_NAME_KEY, node)
+
+    def policy(self, node: DictConfig, env: EnvBase) -> Any:
+        if isinstance(env.action_spec, Categorical):
+            settings = {k: node[k] for k in ("num_cells", "activation_class", "depth", "init")}
+            policy = make_categorical_actor(env, **settings)
+        else:
+            policy = self.component("networks.policy_network", node, env)
+        return policy.to(self.device)
+
+    def collector(self, node: DictConfig, env: EnvBase, policy: Any) -> Any:
+        return self.component(
+            "collector", node, env, policy, total_frames=self.common["total_frames"]
+        )
+
+    def logger(self, node: DictConfig | None) -> Any:
+        if node is None:
+            return None
+        if node.get("_target_", "").endswith("WandbLogger") and node.get("id") is None:
+            # The same run directory resumes the same W&B run.
+            node = OmegaConf.merge(node, {"id": _run_id()})  # type: ignore[assignment]
+        logger = self.component("logger", node)
+        logger.log_hparams(OmegaConf.to_container(self.root, resolve=True))
+        return logger
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        return self.common
+
+    def finish(self, trainer: Trainer, env: EnvBase) -> Any:
+        Path(RESOLVED_CONFIG_FILE).write_text(OmegaConf.to_yaml(self.root, resolve=True))
+        trainer.register_op(Stage.SHUTDOWN, env.close)
+        close_logger = getattr(trainer.logger, "close", None)
+        if callable(close_logger):
+            trainer.register_op(Stage.SHUTDOWN, close_logger)
+        checkpoint = trainer.save_trainer_file
+        if self.resume and checkpoint is not None and checkpoint.exists():
+            trainer.load_from_file(checkpoint)
+            print(f"resumed from {checkpoint.resolve()} at {trainer.state.frames} frames")
+        return trainer
+
+
+def _root(schema: type, trainer_values: dict[str, Any], **components: Any) -> DictConfig:
+    """The composed config again (Hydra hands the factory detached nodes), for validation,
+    error messages with full keys, and the resolved copy saved in the run directory."""
+    trainer = OmegaConf.merge(OmegaConf.structured(schema), trainer_values)
+    return OmegaConf.create({**components, "trainer": trainer})
+
+
+def _common_problems(root: DictConfig, total_frames: int) -> list[str]:
+    problems = []
+    frames_per_batch = root.collector.frames_per_batch
+    num_envs = root.training_env.num_workers
+    if frames_per_batch % num_envs:
+        low = frames_per_batch // num_envs * num_envs
+        problems.append(
+            f"collector.frames_per_batch={frames_per_batch} is not a multiple of "
+            f"training_env.num_workers={num_envs}; use e.g. {low or num_envs} or {low + num_envs}"
+        )
+    if frames_per_batch > total_frames:
+        problems.append(
+            f"collector.frames_per_batch={frames_per_batch} is larger than "
+            f"trainer.total_frames={total_frames}"
+        )
+    return problems
+
+
+def _target_entropy(value: str) -> dict[str, Any]:
+    if value == "auto":
+        return {}
+    try:
+        return {"target_entropy": float(value)}
+    except ValueError:
+        raise ConfigError(
+            [f"loss.target_entropy={value!r}: allowed is 'auto' or a number"]
+        ) from None
+
+
+def _root_cause(err: BaseException) -> str:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return str(err)
+
+
+def _run_id() -> str:
+    return hashlib.sha1(str(Path.cwd().resolve()).encode()).hexdigest()[:16]

@@ -1,0 +1,70 @@
+"""Registers every schema in Hydra's ConfigStore under its group and option name."""
+
+from __future__ import annotations
+
+from hydra.core.config_store import ConfigStore
+
+from configs.collectors import (
+    MultiaSyncDataCollectorConfig,
+    MultiSyncDataCollectorConfig,
+    SyncDataCollectorConfig,
+)
+from configs.data import (
+    LazyTensorStorageConfig,
+    SamplerWithoutReplacementConfig,
+    TensorDictReplayBufferConfig,
+)
+from configs.envs import BatchedEnvConfig
+from configs.logging import (
+    CSVLoggerConfig,
+    MLFlowLoggerConfig,
+    TensorboardLoggerConfig,
+    WandbLoggerConfig,
+)
+from configs.modules import PPONetworksConfig, SACNetworksConfig
+from configs.objectives import HardUpdateConfig, PPOLossConfig, SACLossConfig, SoftUpdateConfig
+from configs.optim import AdamConfig, AdamWConfig, RMSpropConfig, SGDConfig
+from configs.trainers import PPOTrainerConfig, SACTrainerConfig
+
+GROUPS: dict[str, dict[str, object]] = {
+    "training_env": {"batched": BatchedEnvConfig},
+    "networks": {"ppo": PPONetworksConfig, "sac": SACNetworksConfig},
+    "collector": {
+        "sync": SyncDataCollectorConfig,
+        "multi_sync": MultiSyncDataCollectorConfig,
+        "multi_async": MultiaSyncDataCollectorConfig,
+    },
+    "replay_buffer": {
+        # PPO: the collected batch, read in shuffled minibatches (each frame once per epoch).
+        "on_policy": TensorDictReplayBufferConfig(
+            storage=LazyTensorStorageConfig(max_size=2048),
+            sampler=SamplerWithoutReplacementConfig(),
+            batch_size=64,
+        ),
+        # Off-policy: uniform sampling from the last max_size transitions.
+        "off_policy": TensorDictReplayBufferConfig,
+    },
+    "loss": {"ppo": PPOLossConfig, "sac": SACLossConfig},
+    "optimizer": {
+        "adam": AdamConfig,
+        "adamw": AdamWConfig,
+        "sgd": SGDConfig,
+        "rmsprop": RMSpropConfig,
+    },
+    "logger": {
+        "csv": CSVLoggerConfig,
+        "tensorboard": TensorboardLoggerConfig,
+        "wandb": WandbLoggerConfig,
+        "mlflow": MLFlowLoggerConfig,
+    },
+    "target_net_updater": {"soft": SoftUpdateConfig, "hard": HardUpdateConfig},
+    "trainer": {"ppo": PPOTrainerConfig, "sac": SACTrainerConfig},
+}
+
+
+def register_configs() -> None:
+    """Stores every group option; safe to call more than once."""
+    store = ConfigStore.instance()
+    for group, options in GROUPS.items():
+        for name, node in options.items():
+            store.store(group=group, name=name, node=node)

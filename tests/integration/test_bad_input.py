@@ -1,0 +1,77 @@
+"""Bad command-line input fails fast with one readable message naming key, value, allowed."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.integration.runner import run_train
+
+CASES = [
+    (
+        ["optimizer.lr=-0.001"],
+        ["optimizer.lr=-0.001: allowed is a number > 0"],
+    ),
+    (
+        ["collector.frames_per_batch=0"],
+        ["collector.frames_per_batch=0: allowed is a number >= 1"],
+    ),
+    (
+        ["training_env.create_env_fn.base_env.env_name=HalfCheetah-v9"],
+        ["training_env.create_env_fn.base_env.env_name", "HalfCheetah-v9", "HalfCheetah-v5"],
+    ),
+    (
+        ["trainer.num_epoch=3"],  # typo of num_epochs
+        ["Key 'num_epoch' not in 'PPOTrainerConfig'", "full_key: trainer.num_epoch"],
+    ),
+    (
+        ["optimizer.lr=fast"],
+        ["Value 'fast' of type 'str' could not be converted to Float", "optimizer.lr"],
+    ),
+    (
+        ["logger=csvv"],
+        ["Could not find 'logger/csvv'", "Available options in 'logger':\n\tcsv\n\tmlflow"],
+    ),
+    (
+        ["collector.frames_per_batch=1001"],
+        ["collector.frames_per_batch=1001 is not a multiple of training_env.num_workers=8"],
+    ),
+    (
+        ["replay_buffer.batch_size=4096"],
+        ["replay_buffer.batch_size=4096 is larger than collector.frames_per_batch=2048"],
+    ),
+    (
+        ["networks.policy_network.num_cells=[64,0]", "trainer.gamma=1.5"],
+        [
+            "networks.policy_network.num_cells=[64, 0]: allowed is a non-empty list",
+            "trainer.gamma=1.5: allowed is a number in [0, 1]",
+        ],
+    ),
+    (
+        ["networks.policy_network.activation_class=sigmoid"],
+        ["networks.policy_network.activation_class='sigmoid': allowed is one of 'tanh'"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), CASES, ids=lambda v: str(v)[:40])
+def test_bad_input_fails_fast_with_a_readable_message(tmp_path, overrides, expected):
+    start = time.monotonic()
+    result = run_train("ppo", tmp_path / "run", *overrides, tiny=False, timeout=60)
+    elapsed = time.monotonic() - start
+    assert result.returncode != 0
+    for fragment in expected:
+        assert fragment in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert elapsed < 30
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_sac_rejects_warmup_longer_than_training(tmp_path):
+    result = run_train(
+        "sac", tmp_path / "run", "trainer.total_frames=1000", "collector.init_random_frames=5000",
+        tiny=False, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "collector.init_random_frames=5000 must be < trainer.total_frames=1000" in result.stderr

@@ -1,0 +1,138 @@
+"""Every command of CONTRACT section 1, run as written with shrunken budgets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.integration.runner import ROOT, SCRIPTS, read_scalar, run_train, subprocess_env
+
+
+def _ok(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_ppo_default_command_writes_logs_checkpoint_and_resolved_config(tmp_path):
+    run_dir = tmp_path / "run"
+    _ok(run_train("ppo", run_dir))
+    returns = read_scalar(run_dir, "ppo_Pendulum-v1", "episode_return")
+    # 8 envs x 64 steps per batch: Pendulum's 200-step episodes first end in the 4th batch.
+    assert [step for step, _ in returns] == [2048]
+    assert -2000 < returns[0][1] < 0
+    assert read_scalar(run_dir, "ppo_Pendulum-v1", "episode_length") == [(2048, 200.0)]
+    losses = read_scalar(run_dir, "ppo_Pendulum-v1", "loss_objective")
+    assert [step for step, _ in losses] == [512, 1024, 1536, 2048]
+    resolved = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
+    assert resolved["training_env"]["create_env_fn"]["base_env"]["env_name"] == "Pendulum-v1"
+    assert resolved["trainer"]["total_frames"] == 2048
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert checkpoint["state"]["state"]["frames"] == 2048
+    hparams = (run_dir / "logs" / "ppo_Pendulum-v1" / "hparams.yaml").read_text()
+    assert "Pendulum-v1" in hparams
+
+
+def test_sac_default_command_runs_on_halfcheetah(tmp_path):
+    run_dir = tmp_path / "run"
+    _ok(run_train("sac", run_dir))
+    resolved = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
+    assert resolved["training_env"]["create_env_fn"]["base_env"]["env_name"] == "HalfCheetah-v5"
+    utd = read_scalar(run_dir, "sac_HalfCheetah-v5", "utd_ratio")
+    assert utd[-1] == (600, pytest.approx((600 - 200 + 100) * 0.1 / 600, rel=1e-6))
+    assert read_scalar(run_dir, "sac_HalfCheetah-v5", "loss_qvalue")[-1][0] == 600
+
+
+def test_ppo_override_command_with_mujoco_v4_and_bigger_networks(tmp_path):
+    run_dir = tmp_path / "run"
+    _ok(
+        run_train(
+            "ppo",
+            run_dir,
+            "trainer.total_frames=2048",
+            "training_env.create_env_fn.base_env.env_name=HalfCheetah-v4",
+            "networks.policy_network.num_cells=[256,256]",
+            "optimizer.lr=0.0003",
+        )
+    )
+    resolved = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
+    assert resolved["networks"]["policy_network"]["num_cells"] == [256, 256]
+    assert resolved["optimizer"]["lr"] == 0.0003
+    params = torch.load(run_dir / "checkpoint.pt", weights_only=True)["state"]["modules"]
+    first_layer = params["loss_module"]["actor_network.network.0.weight"]
+    assert first_layer.shape == (256, 17)  # HalfCheetah's observation has 17 entries
+
+
+def test_sac_walker_with_tensorboard_logger(tmp_path):
+    run_dir = tmp_path / "run"
+    _ok(
+        run_train(
+            "sac",
+            run_dir,
+            "training_env.create_env_fn.base_env.env_name=Walker2d-v4",
+            "logger=tensorboard",
+            "logger.exp_name=sac_walker2d",
+        )
+    )
+    events = EventAccumulator(str(run_dir / "tb_logs" / "sac_walker2d"))
+    events.Reload()
+    steps = [event.step for event in events.Scalars("loss_actor")]
+    assert steps[-1] == 600
+    assert "r_training" in events.Tags()["scalars"]
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_help_lists_groups_options_and_default_config(algo):
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS[algo]), "--help"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=ROOT,
+        timeout=120,
+    )
+    _ok(result)
+    out = result.stdout
+    for group_line in (
+        "logger: csv, mlflow, tensorboard, wandb",
+        "optimizer: adam, adamw, rmsprop, sgd",
+        "collector: multi_async, multi_sync, sync",
+    ):
+        assert group_line in out
+    assert "env_name:" in out and "total_frames:" in out
+    assert "--resume" in out
+
+
+def test_multirun_sweeps_give_one_run_dir_per_job(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS["ppo"]),
+            "--multirun",
+            "optimizer.lr=0.0001,0.001",
+            "training_env.num_workers=1,2",
+            "trainer.total_frames=512",
+            "collector.frames_per_batch=256",
+            "replay_buffer.batch_size=128",
+            "trainer.num_epochs=1",
+            "trainer.progress_bar=false",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
+    _ok(result)
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    seen = set()
+    for job in jobs:
+        resolved = yaml.safe_load((job / "config_resolved.yaml").read_text())
+        seen.add((resolved["optimizer"]["lr"], resolved["training_env"]["num_workers"]))
+        assert (job / "checkpoint.pt").exists()
+    assert seen == {(0.0001, 1), (0.0001, 2), (0.001, 1), (0.001, 2)}
