@@ -152,6 +152,7 @@ def test_frame_skip_sums_rewards_and_stops_at_episode_end(env_name, frame_skip):
         assert td[keys.TERMINATED].any()
 
 
+@pytest.mark.filterwarnings("ignore:.*is out of date:DeprecationWarning")
 @pytest.mark.parametrize("env_name", ["HalfCheetah-v4", "HalfCheetah-v5", "Hopper-v5"])
 def test_mujoco_envs_make_and_step(env_name):
     env = GymEnv(env_name, num_envs=2)
@@ -312,6 +313,12 @@ def test_parallel_vectorization_matches_serial():
         serial.load_state_dict(parallel.state_dict())
         root = parallel.reset()  # both now reset from the same RNG states
         assert torch.equal(serial.reset()[keys.OBSERVATION], root[keys.OBSERVATION])
+        # The collectors' batched loop gives the same data over worker processes.
+        torch.manual_seed(0)
+        from_parallel, _ = parallel.collect_steps(root, 20, parallel.rand_action)
+        torch.manual_seed(0)
+        from_serial, _ = serial.collect_steps(root.clone(), 20, serial.rand_action)
+        assert from_serial[keys.DONE].any() and (from_serial == from_parallel).all()
     finally:
         parallel.close()
 

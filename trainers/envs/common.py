@@ -174,18 +174,16 @@ class EnvBase:
         """
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-        root = self.reset()
-        steps = []
+
+        def act(root: TensorDictBase) -> TensorDictBase:
+            if policy is None:
+                return self.rand_action(root)
+            out = policy(root)
+            return root if out is None else out
+
         with torch.no_grad():
-            for _ in range(max_steps):
-                if policy is None:
-                    root = self.rand_action(root)
-                else:
-                    out = policy(root)
-                    root = root if out is None else out
-                td, root = self.step_and_maybe_reset(root)
-                steps.append(td)
-        return TensorDict.stack(steps, dim=1)
+            steps, _ = self.collect_steps(self.reset(), max_steps, act)
+        return steps
 
     def state_dict(self) -> dict[str, Any]:
         """The env's state; plain Python and tensors (loads with ``weights_only=True``)."""

@@ -107,15 +107,9 @@ class GymEnv(EnvBase):
         self.max_episode_steps = max_episode_steps
         self.env_kwargs = dict(env_kwargs or {})
 
-        serial = None
-        if vectorization == "serial":
-            serial = SubEnvs(env_name, num_envs, frame_skip, max_episode_steps, self.env_kwargs)
-            probe = serial.envs[0]
-        else:
-            probe = make_gym_env(env_name, max_episode_steps, self.env_kwargs)
+        probe = make_gym_env(env_name, max_episode_steps, self.env_kwargs)
         obs_space, act_space = probe.observation_space, probe.action_space
-        if serial is None:
-            probe.close()
+        probe.close()
         super().__init__(
             num_envs=num_envs,
             device=device,
@@ -128,18 +122,13 @@ class GymEnv(EnvBase):
         self._obs_size = int(np.prod(self._obs_shape))
         self._action_shape = torch.Size([num_envs, *self.action_spec.shape])
         self._on_cpu = self.device.type == "cpu"
+        make_args = (env_name, num_envs, frame_skip, max_episode_steps, self.env_kwargs, offset)
         self._backend: SubEnvs | ParallelSubEnvs
-        if serial is not None:
-            serial.action_offset = offset
-            self._backend = serial
+        if vectorization == "serial":
+            self._backend = SubEnvs(*make_args)
         else:
             self._backend = ParallelSubEnvs(
-                env_name,
-                num_envs,
-                frame_skip,
-                max_episode_steps,
-                self.env_kwargs,
-                offset,
+                *make_args,
                 obs_shape=self._obs_shape,
                 action_shape=tuple(self.action_spec.shape),
                 action_dtype=np.dtype(np.int64 if self._discrete else np.float32),
