@@ -39,6 +39,12 @@ STEP_COUNT = (NEXT, "step_count")
 TRAJ_IDS = ("collector", "traj_ids")
 MASK = ("collector", "mask")
 
+# Written by networks.
+STATE_ACTION_VALUE = "state_action_value"
+ACTION_VALUE = "action_value"
+CHOSEN_ACTION_VALUE = "chosen_action_value"
+LOGITS = "logits"
+
 # Written by losses and value estimators.
 ADVANTAGE = "advantage"
 VALUE_TARGET = "value_target"

@@ -2,6 +2,7 @@
 
 from trainers.hooks.base import TrainerHookBase
 from trainers.hooks.data import BatchSubSampler, RewardNormalizer, SelectKeys
+from trainers.hooks.evaluation import LogValidationReward
 from trainers.hooks.logging import (
     CountFramesLog,
     EarlyStopping,
@@ -11,6 +12,7 @@ from trainers.hooks.logging import (
     UTDRHook,
 )
 from trainers.hooks.optim import ClearCudaCache, LRSchedulerHook, OptimizerHook
+from trainers.hooks.replay_buffer import ReplayBufferTrainer
 from trainers.hooks.weights import TargetNetUpdaterHook, UpdateWeights
 
 __all__ = [
@@ -22,7 +24,9 @@ __all__ = [
     "LogEpisodeStats",
     "LogNorm",
     "LogScalar",
+    "LogValidationReward",
     "OptimizerHook",
+    "ReplayBufferTrainer",
     "RewardNormalizer",
     "SelectKeys",
     "TargetNetUpdaterHook",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trainers.keys import ACTION_VALUE, CHOSEN_ACTION_VALUE, LOGITS, STATE_ACTION_VALUE
 from trainers.modules.actors import CategoricalActor, QValueActor, TanhNormalActor
 from trainers.modules.builders import (
     make_categorical_actor,
@@ -9,12 +10,6 @@ from trainers.modules.builders import (
     make_qvalue_network,
     make_tanh_normal_actor,
     make_value_network,
-)
-from trainers.modules.common import (
-    ACTION_VALUE,
-    CHOSEN_ACTION_VALUE,
-    LOGITS,
-    STATE_ACTION_VALUE,
 )
 from trainers.modules.critics import (
     EnsembleMLP,

@@ -23,11 +23,17 @@ from tensordict.utils import NestedKey
 from torch import distributions as D
 from torch import nn
 
-from trainers.keys import ACTION, LOC, OBSERVATION, SAMPLE_LOG_PROB, SCALE
-from trainers.modules.common import (
+from trainers.keys import (
+    ACTION,
     ACTION_VALUE,
     CHOSEN_ACTION_VALUE,
+    LOC,
     LOGITS,
+    OBSERVATION,
+    SAMPLE_LOG_PROB,
+    SCALE,
+)
+from trainers.modules.common import (
     is_random_exploration,
     key_list,
     read_input,

@@ -1,8 +1,4 @@
-"""Key names the networks write that ``trainers.keys`` does not define, and shared helpers.
-
-The constants below belong with the others in ``trainers/keys.py``; they live here until that
-module gains them.
-"""
+"""Helpers shared by the network modules (exploration mode, reading inputs, key lists)."""
 
 from __future__ import annotations
 
@@ -13,11 +9,6 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import InteractionType, interaction_type
 from tensordict.utils import NestedKey
-
-STATE_ACTION_VALUE = "state_action_value"
-ACTION_VALUE = "action_value"
-CHOSEN_ACTION_VALUE = "chosen_action_value"
-LOGITS = "logits"
 
 _RANDOM = (None, InteractionType.RANDOM)
 

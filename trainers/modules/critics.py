@@ -12,8 +12,8 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import nn
 
-from trainers.keys import ACTION, OBSERVATION, STATE_VALUE
-from trainers.modules.common import STATE_ACTION_VALUE, key_list, read_input
+from trainers.keys import ACTION, OBSERVATION, STATE_ACTION_VALUE, STATE_VALUE
+from trainers.modules.common import key_list, read_input
 from trainers.modules.mlp import INITS, hidden_sizes
 
 
