@@ -36,12 +36,22 @@ class AsyncReplayCollector:
         replay_buffer: where batches go, through ``extend``.
 
     Examples:
-        >>> collector = AsyncReplayCollector(SyncDataCollector(env, policy, frames_per_batch=1000,
-        ...                                                    total_frames=100_000), buffer)
-        >>> for batch in collector:   # returns as soon as new frames are in the buffer
+        >>> from trainers.collectors import AsyncReplayCollector, SyncDataCollector
+        >>> from trainers.envs import GymEnv
+        >>> class Buffer:  # any object with extend; e.g. a trainers.data replay buffer
+        ...     def __init__(self):
+        ...         self.frames = 0
+        ...     def extend(self, td):
+        ...         self.frames += td.numel()
+        >>> buffer = Buffer()
+        >>> sync = SyncDataCollector(GymEnv("Pendulum-v1"), None, frames_per_batch=50, total_frames=500)
+        >>> collector = AsyncReplayCollector(sync, buffer)
+        >>> for batch in collector:  # returns as soon as new frames are in the buffer
         ...     with collector.buffer_lock:
-        ...         sample = buffer.sample()
+        ...         pass  # sample from the buffer and train here
         >>> collector.shutdown()
+        >>> buffer.frames, collector.frames
+        (500, 500)
     """
 
     def __init__(self, collector: SyncDataCollector, replay_buffer: Any) -> None:

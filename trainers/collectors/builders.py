@@ -36,7 +36,13 @@ def make_collector_onpolicy(
     ``MultiSyncDataCollector`` (workers wait for each other, so no batch is stale).
 
     Examples:
-        >>> collector = make_collector_onpolicy(partial(GymEnv, "Pendulum-v1"), actor, 1000, 100_000)
+        >>> from functools import partial
+        >>> from trainers.collectors import make_collector_onpolicy
+        >>> from trainers.envs import GymEnv
+        >>> make_env = partial(GymEnv, "Pendulum-v1", num_envs=4)
+        >>> collector = make_collector_onpolicy(make_env, None, 1000, 100_000)
+        >>> type(collector).__name__
+        'SyncDataCollector'
     """
     if num_collectors == 1:
         return SyncDataCollector(
@@ -84,8 +90,14 @@ def make_collector_offpolicy(
     the newest weights, which off-policy learning tolerates).
 
     Examples:
-        >>> collector = make_collector_offpolicy(env_fn, actor, 1000, 1_000_000,
+        >>> from functools import partial
+        >>> from trainers.collectors import make_collector_offpolicy
+        >>> from trainers.envs import GymEnv
+        >>> make_env = partial(GymEnv, "Pendulum-v1", num_envs=4)
+        >>> collector = make_collector_offpolicy(make_env, None, 1000, 1_000_000,
         ...                                      init_random_frames=5000)
+        >>> collector.init_random_frames
+        5000
     """
     if num_collectors == 1:
         return SyncDataCollector(
@@ -147,8 +159,11 @@ def sync_sync_collector(
     ``num_envs``/``vectorization``); otherwise ``create_env_fn()``.
 
     Examples:
-        >>> collector = sync_sync_collector(partial(GymEnv, "Pendulum-v1"), actor,
-        ...     num_collectors=2, num_env_per_collector=4, frames_per_batch=800)
+        >>> from functools import partial
+        >>> from trainers.collectors import sync_sync_collector
+        >>> from trainers.envs import GymEnv
+        >>> collector = sync_sync_collector(partial(GymEnv, "Pendulum-v1"), None,
+        ...     num_collectors=2, num_env_per_collector=4, frames_per_batch=800)  # doctest: +SKIP
     """
     return MultiSyncDataCollector(
         _worker_env_fns(create_env_fn, num_collectors, num_env_per_collector),
@@ -172,8 +187,11 @@ def sync_async_collector(
     """A ``MultiaSyncDataCollector`` over ``num_collectors`` workers (see ``sync_sync_collector``).
 
     Examples:
-        >>> collector = sync_async_collector(partial(GymEnv, "Pendulum-v1"), actor,
-        ...     num_collectors=2, frames_per_batch=200)
+        >>> from functools import partial
+        >>> from trainers.collectors import sync_async_collector
+        >>> from trainers.envs import GymEnv
+        >>> collector = sync_async_collector(partial(GymEnv, "Pendulum-v1"), None,
+        ...     num_collectors=2, frames_per_batch=200)  # doctest: +SKIP
     """
     return MultiaSyncDataCollector(
         _worker_env_fns(create_env_fn, num_collectors, num_env_per_collector),

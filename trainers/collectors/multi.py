@@ -299,12 +299,15 @@ class MultiSyncDataCollector(_MultiCollectorBase):
         reset_at_each_iter: reset every env at the start of each batch.
 
     Examples:
+        >>> from functools import partial
+        >>> from trainers.collectors import MultiSyncDataCollector
+        >>> from trainers.envs import GymEnv
         >>> make = partial(GymEnv, "Pendulum-v1", num_envs=2)
-        >>> collector = MultiSyncDataCollector(make, policy, num_workers=2,
+        >>> collector = MultiSyncDataCollector(make, None, num_workers=2,  # doctest: +SKIP
         ...                                    frames_per_batch=400, total_frames=4000)
-        >>> next(iter(collector)).batch_size
+        >>> next(iter(collector)).batch_size  # doctest: +SKIP
         torch.Size([4, 100])
-        >>> collector.shutdown()
+        >>> collector.shutdown()  # doctest: +SKIP
     """
 
     def __init__(
@@ -384,7 +387,15 @@ class MultiaSyncDataCollector(_MultiCollectorBase):
         reset_at_each_iter: reset every env at the start of each batch.
 
     Examples:
-        >>> collector = MultiaSyncDataCollector([make, make], policy, frames_per_batch=200)
+        >>> from functools import partial
+        >>> from trainers.collectors import MultiaSyncDataCollector
+        >>> from trainers.envs import GymEnv
+        >>> make = partial(GymEnv, "Pendulum-v1", num_envs=2)
+        >>> collector = MultiaSyncDataCollector(  # doctest: +SKIP
+        ...     [make, make], None, frames_per_batch=200)
+        >>> next(iter(collector)).batch_size  # doctest: +SKIP
+        torch.Size([2, 100])
+        >>> collector.shutdown()  # doctest: +SKIP
     """
 
     def __init__(

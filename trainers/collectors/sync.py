@@ -179,14 +179,17 @@ class SyncDataCollector:
         reset_at_each_iter: reset every env at the start of each batch.
 
     Examples:
+        >>> from trainers.collectors import SyncDataCollector
+        >>> from trainers.envs import GymEnv
         >>> env = GymEnv("Pendulum-v1", num_envs=4)
-        >>> collector = SyncDataCollector(env, policy, frames_per_batch=200, total_frames=1000)
+        >>> policy = None  # e.g. a trainers.modules.TanhNormalActor; None: random actions
+        >>> collector = SyncDataCollector(env, policy, frames_per_batch=200, total_frames=400)
         >>> collector.set_seed(0)
         4
-        >>> for batch in collector:
-        ...     batch.batch_size
-        torch.Size([4, 50])
-        ...
+        >>> [batch.batch_size for batch in collector]
+        [torch.Size([4, 50]), torch.Size([4, 50])]
+        >>> collector.frames
+        400
     """
 
     def __init__(

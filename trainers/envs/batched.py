@@ -43,6 +43,8 @@ def make_batched_env(
         batched_env_type: ``"serial"`` (in-process) or ``"parallel"`` (worker processes).
 
     Examples:
+        >>> from functools import partial
+        >>> from trainers.envs import GymEnv, make_batched_env
         >>> env = make_batched_env(partial(GymEnv, "Pendulum-v1"), num_workers=4)
         >>> env.num_envs
         4
@@ -92,7 +94,10 @@ def make_env(
     """A ``GymEnv``, wrapped in a ``TransformedEnv`` when ``transforms`` are given.
 
     Examples:
+        >>> from trainers.envs import RewardSum, StepCounter, make_env
         >>> env = make_env("Pendulum-v1", num_envs=4, transforms=[StepCounter(), RewardSum()])
+        >>> env.reset()["episode_reward"].shape
+        torch.Size([4, 1])
     """
     env = GymEnv(
         env_name,

@@ -68,6 +68,7 @@ class EnvBase:
         action_spec: per-env spec of ``"action"``.
 
     Examples:
+        >>> from trainers.envs import GymEnv
         >>> env = GymEnv("Pendulum-v1", num_envs=4)
         >>> env.set_seed(0)
         4

@@ -70,6 +70,7 @@ class GymEnv(EnvBase):
         env_kwargs: extra keyword arguments of ``gym.make``.
 
     Examples:
+        >>> from trainers.envs import GymEnv
         >>> env = GymEnv("HalfCheetah-v5", num_envs=8)
         >>> env.set_seed(0)
         8

@@ -58,6 +58,7 @@ class Unbounded(TensorSpec):
     over the reals) and uniform integers in ``[-100, 100)`` otherwise.
 
     Examples:
+        >>> from trainers.envs.specs import Unbounded
         >>> spec = Unbounded(3)
         >>> spec.rand([4]).shape
         torch.Size([4, 3])
@@ -85,6 +86,7 @@ class Bounded(TensorSpec):
     """Values in the box ``[low, high]`` (element-wise, broadcast to ``shape``).
 
     Examples:
+        >>> from trainers.envs.specs import Bounded
         >>> spec = Bounded(-2.0, 2.0, shape=(1,))
         >>> spec.is_in(spec.rand([8]))
         True
@@ -136,6 +138,7 @@ class Categorical(TensorSpec):
     """An integer in ``[0, n)``; one per env, so ``shape`` is ``()``.
 
     Examples:
+        >>> from trainers.envs.specs import Categorical
         >>> spec = Categorical(2)
         >>> spec.rand([4]).dtype
         torch.int64

@@ -39,6 +39,7 @@ class Transform:
     ``parent`` is the untransformed base env, set by ``TransformedEnv``.
 
     Examples:
+        >>> from trainers.envs import Transform
         >>> class Clip(Transform):
         ...     def on_step(self, td, next_td):
         ...         next_td.set("reward", next_td.get("reward").clamp(-1, 1))
@@ -96,7 +97,10 @@ class StepCounter(Transform):
         max_steps: truncate episodes at this length; None never truncates. >= 1.
 
     Examples:
+        >>> from trainers.envs import GymEnv, StepCounter, TransformedEnv
         >>> env = TransformedEnv(GymEnv("CartPole-v1"), StepCounter(max_steps=5))
+        >>> env.rollout(10)["next", "step_count"].max().item()
+        5
     """
 
     def __init__(self, max_steps: int | None = None) -> None:
@@ -129,7 +133,11 @@ class RewardSum(Transform):
     episode.
 
     Examples:
+        >>> from trainers.envs import GymEnv, RewardSum, TransformedEnv
         >>> env = TransformedEnv(GymEnv("Pendulum-v1"), RewardSum())
+        >>> td = env.rollout(3)
+        >>> bool((td["next", "episode_reward"][0, -1] == td["next", "reward"][0].sum()).all())
+        True
     """
 
     def on_reset(self, root: TensorDictBase, mask: torch.Tensor | None) -> TensorDictBase:
@@ -172,6 +180,7 @@ class ObservationNorm(_ObservationTransform):
         standard_normal: which of the two formulas above.
 
     Examples:
+        >>> from trainers.envs import GymEnv, ObservationNorm, TransformedEnv
         >>> norm = ObservationNorm(standard_normal=True)
         >>> env = TransformedEnv(GymEnv("Pendulum-v1"), norm)
         >>> norm.init_stats(env, num_iter=100)
@@ -246,6 +255,7 @@ class VecNorm(_ObservationTransform):
         eps: lower bound of the variance and of the std.
 
     Examples:
+        >>> from trainers.envs import GymEnv, TransformedEnv, VecNorm
         >>> vecnorm = VecNorm()
         >>> train_env = TransformedEnv(GymEnv("Pendulum-v1", num_envs=4), vecnorm)
         >>> eval_env = TransformedEnv(GymEnv("Pendulum-v1"), vecnorm.frozen_copy())
@@ -330,6 +340,7 @@ class RewardScaling(Transform):
         standard_normal: use ``(reward - loc) / scale`` instead.
 
     Examples:
+        >>> from trainers.envs import GymEnv, RewardScaling, TransformedEnv
         >>> env = TransformedEnv(GymEnv("Pendulum-v1"), RewardScaling(loc=0.0, scale=0.1))
     """
 
@@ -388,6 +399,7 @@ class NoopReset(Transform):
             ``noops``.
 
     Examples:
+        >>> from trainers.envs import Compose, GymEnv, NoopReset, StepCounter, TransformedEnv
         >>> env = TransformedEnv(GymEnv("CartPole-v1"), Compose(NoopReset(30), StepCounter()))
     """
 
@@ -430,6 +442,7 @@ class Compose(Transform):
     """Applies transforms in order (on reset and on step alike).
 
     Examples:
+        >>> from trainers.envs import Compose, RewardSum, StepCounter, VecNorm
         >>> t = Compose(StepCounter(max_steps=200), RewardSum(), VecNorm())
         >>> len(t)
         3
@@ -513,6 +526,8 @@ class TransformedEnv(EnvBase):
         vectorization: passed to a callable ``base_env``.
 
     Examples:
+        >>> from functools import partial
+        >>> from trainers.envs import Compose, GymEnv, RewardSum, StepCounter, TransformedEnv
         >>> env = TransformedEnv(
         ...     partial(GymEnv, "Pendulum-v1"), Compose(StepCounter(), RewardSum()), num_envs=4
         ... )

@@ -37,7 +37,10 @@ def get_stats_random_rollout(
         ``(loc, scale)``, each of the per-env shape of ``key``.
 
     Examples:
+        >>> from trainers.envs import GymEnv, get_stats_random_rollout
         >>> loc, scale = get_stats_random_rollout(GymEnv("Pendulum-v1", num_envs=4), 250)
+        >>> loc.shape, scale.shape
+        (torch.Size([3]), torch.Size([3]))
     """
     if num_iter < 2:
         raise ValueError(f"num_iter must be >= 2 to estimate a std, got {num_iter}")
@@ -62,6 +65,7 @@ def correct_for_frame_skip(cfg: Any, frame_skip: int | None = None) -> Any:
         A corrected copy (a dict for a mapping, a shallow copy otherwise).
 
     Examples:
+        >>> from trainers.envs import correct_for_frame_skip
         >>> correct_for_frame_skip({"frame_skip": 4, "total_frames": 1000})["total_frames"]
         250
     """
