@@ -53,13 +53,15 @@ class _WorkerHandler:
         return None
 
     def set_seed(self, seed: int) -> int:
+        torch.manual_seed(seed)  # this worker's policy sampling and random actions
         return self.collector.set_seed(seed)
 
     def state_dict(self) -> dict[str, Any]:
-        return self.collector.state_dict()
+        return {"collector": self.collector.state_dict(), "torch_rng": torch.get_rng_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.collector.load_state_dict(state_dict)
+        self.collector.load_state_dict(state_dict["collector"])
+        torch.set_rng_state(state_dict["torch_rng"])
 
 
 def _collector_worker(
@@ -253,7 +255,10 @@ class _MultiCollectorBase:
             self._shared_weights.data.update_(weights.data)
 
     def set_seed(self, seed: int) -> int:
-        """Seeds worker ``i``'s env with the seed left by worker ``i - 1``; returns the next."""
+        """Seeds worker ``i``'s env and torch RNG with the seed left by worker ``i - 1``.
+
+        Returns the next free seed.
+        """
         for i in range(self.num_workers):
             seed = self._call(i, "set_seed", seed)
         return seed
@@ -277,6 +282,12 @@ class _MultiCollectorBase:
 
     def _done(self) -> bool:
         return 0 <= self.total_frames <= self.frames
+
+    def __del__(self) -> None:
+        # Without shutdown(), don't leave workers running until the interpreter exits.
+        for proc in getattr(self, "_procs", []):
+            if proc.is_alive():
+                proc.terminate()
 
 
 class MultiSyncDataCollector(_MultiCollectorBase):
@@ -355,7 +366,7 @@ class MultiSyncDataCollector(_MultiCollectorBase):
             yield batch
 
     def state_dict(self) -> dict[str, Any]:
-        """Frames counted and every worker's collector state (workers are idle here)."""
+        """Frames counted, every worker's collector state and torch RNG (workers are idle)."""
         return {
             "frames": self.frames,
             "workers": [self._call(i, "state_dict") for i in range(self.num_workers)],

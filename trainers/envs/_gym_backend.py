@@ -426,3 +426,9 @@ class ParallelSubEnvs:
                 proc.terminate()
         self._conns = []
         self._procs = []
+
+    def __del__(self) -> None:
+        # Without close(), don't leave workers running until the interpreter exits.
+        for proc in getattr(self, "_procs", []):
+            if proc.is_alive():
+                proc.terminate()
