@@ -67,6 +67,7 @@ def make_collector_onpolicy(
         max_frames_per_traj=max_frames_per_traj,
         exploration_type=exploration_type,
         reset_at_each_iter=reset_at_each_iter,
+        device=device,
     )
 
 
@@ -122,6 +123,7 @@ def make_collector_offpolicy(
         init_random_frames=init_random_frames,
         max_frames_per_traj=max_frames_per_traj,
         exploration_type=exploration_type,
+        device=device,
     )
 
 

@@ -45,6 +45,8 @@ class _WorkerHandler:
         self.buffer: TensorDictBase | None = None
 
     def collect(self) -> TensorDictBase | None:
+        # Pull the shared weights when the worker runs a copy on another device (else no-op).
+        self.collector.update_policy_weights_()
         batch = self.collector.collect_batch()
         if self.buffer is None:
             self.buffer = batch.share_memory_()
@@ -118,6 +120,7 @@ class _MultiCollectorBase:
         max_frames_per_traj: int | None = None,
         exploration_type: str = "random",
         reset_at_each_iter: bool = False,
+        device: torch.device | str | None = None,
         frames_per_worker_batch: int,
     ) -> None:
         env_fns = self._env_fns(create_env_fn, num_workers)
@@ -150,6 +153,7 @@ class _MultiCollectorBase:
             "max_frames_per_traj": max_frames_per_traj,
             "exploration_type": exploration_type,
             "reset_at_each_iter": reset_at_each_iter,
+            "device": device,
         }
         ctx = worker_context()
         self._conns: list[Connection] = []
@@ -308,6 +312,8 @@ class MultiSyncDataCollector(_MultiCollectorBase):
         max_frames_per_traj: truncate episodes at this length.
         exploration_type: as in ``SyncDataCollector``.
         reset_at_each_iter: reset every env at the start of each batch.
+        device: device the workers run the policy on (each worker keeps a copy there and
+            refreshes it from the shared CPU weights before every batch); default CPU.
 
     Examples:
         >>> from functools import partial
@@ -333,6 +339,7 @@ class MultiSyncDataCollector(_MultiCollectorBase):
         max_frames_per_traj: int | None = None,
         exploration_type: str = "random",
         reset_at_each_iter: bool = False,
+        device: torch.device | str | None = None,
     ) -> None:
         workers = len(self._env_fns(create_env_fn, num_workers))
         per_worker = check_frames_per_batch(frames_per_batch, workers)
@@ -346,6 +353,7 @@ class MultiSyncDataCollector(_MultiCollectorBase):
             max_frames_per_traj=max_frames_per_traj,
             exploration_type=exploration_type,
             reset_at_each_iter=reset_at_each_iter,
+            device=device,
             frames_per_worker_batch=per_worker,
         )
 
@@ -396,6 +404,8 @@ class MultiaSyncDataCollector(_MultiCollectorBase):
         max_frames_per_traj: truncate episodes at this length.
         exploration_type: as in ``SyncDataCollector``.
         reset_at_each_iter: reset every env at the start of each batch.
+        device: device the workers run the policy on (each worker keeps a copy there and
+            refreshes it from the shared CPU weights before every batch); default CPU.
 
     Examples:
         >>> from functools import partial
@@ -421,6 +431,7 @@ class MultiaSyncDataCollector(_MultiCollectorBase):
         max_frames_per_traj: int | None = None,
         exploration_type: str = "random",
         reset_at_each_iter: bool = False,
+        device: torch.device | str | None = None,
     ) -> None:
         super().__init__(
             create_env_fn,
@@ -432,6 +443,7 @@ class MultiaSyncDataCollector(_MultiCollectorBase):
             max_frames_per_traj=max_frames_per_traj,
             exploration_type=exploration_type,
             reset_at_each_iter=reset_at_each_iter,
+            device=device,
             frames_per_worker_batch=frames_per_batch,
         )
 
