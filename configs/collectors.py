@@ -22,6 +22,7 @@ class SyncDataCollectorConfig:
     init_random_frames: int = checked(0, ge(0))
     max_frames_per_traj: int | None = checked(None, ge(1))
     exploration_type: str = checked("random", one_of(*EXPLORATION_TYPES))
+    reset_at_each_iter: bool = False
     device: str | None = None
     storing_device: str | None = None
     reset_at_each_iter: bool = False
@@ -29,27 +30,31 @@ class SyncDataCollectorConfig:
 
 @dataclass(kw_only=True)
 class MultiSyncDataCollectorConfig:
-    """``num_collectors`` worker processes; each batch concatenates one from every worker."""
+    """``num_workers`` processes, each stepping a copy of the training env; each batch
+    concatenates one from every worker (so ``frames_per_batch`` is split between them)."""
 
     _target_: str = "trainers.collectors.MultiSyncDataCollector"
     _partial_: bool = True
-    num_collectors: int = checked(2, ge(1))
+    num_workers: int = checked(2, ge(1))  # worker processes, each with its own batched env
     frames_per_batch: int = checked(1000, ge(1))
     init_random_frames: int = checked(0, ge(0))
     max_frames_per_traj: int | None = checked(None, ge(1))
     exploration_type: str = checked("random", one_of(*EXPLORATION_TYPES))
+    reset_at_each_iter: bool = False
     device: str | None = None
 
 
 @dataclass(kw_only=True)
 class MultiaSyncDataCollectorConfig:
-    """``num_collectors`` worker processes; batches are yielded as each worker finishes one."""
+    """``num_workers`` processes, each stepping a copy of the training env; a batch is yielded
+    as soon as any worker finishes one."""
 
     _target_: str = "trainers.collectors.MultiaSyncDataCollector"
     _partial_: bool = True
-    num_collectors: int = checked(2, ge(1))
+    num_workers: int = checked(2, ge(1))  # worker processes, each with its own batched env
     frames_per_batch: int = checked(1000, ge(1))
     init_random_frames: int = checked(0, ge(0))
     max_frames_per_traj: int | None = checked(None, ge(1))
     exploration_type: str = checked("random", one_of(*EXPLORATION_TYPES))
+    reset_at_each_iter: bool = False
     device: str | None = None

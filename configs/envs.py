@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from configs.validation import checked, ge, gt, one_of
+from configs.validation import between, checked, ge, gt, one_of
 
 
 @dataclass(kw_only=True)
@@ -36,8 +36,18 @@ class VecNormConfig:
     """Running observation normalization (statistics are checkpointed)."""
 
     _target_: str = "trainers.envs.VecNorm"
-    decay: float = checked(0.99999, gt(0))
+    decay: float = checked(0.9999, between(0, 1))
     eps: float = checked(1e-4, gt(0))
+
+
+@dataclass(kw_only=True)
+class RewardNormConfig:
+    """Rewards divided by a running std of the discounted return (put after RewardSum)."""
+
+    _target_: str = "trainers.envs.RewardNorm"
+    gamma: float = checked(0.99, between(0, 1))
+    eps: float = checked(1e-8, gt(0))
+    clip: float | None = checked(10.0, gt(0))
 
 
 @dataclass(kw_only=True)
@@ -45,6 +55,7 @@ class RewardScalingConfig:
     _target_: str = "trainers.envs.RewardScaling"
     loc: float = 0.0
     scale: float = checked(1.0, gt(0))
+    standard_normal: bool = False
 
 
 @dataclass(kw_only=True)

@@ -20,6 +20,7 @@ from configs.validation import ConfigError, validate
 from trainers.algorithms import PPOTrainer, SACTrainer
 from trainers.envs import EnvBase
 from trainers.envs.specs import Categorical
+from trainers.hooks.logging import EpisodeWriter
 from trainers.modules.builders import make_categorical_actor
 from trainers.trainer.seeding import seed_everything
 from trainers.trainer.stages import Stage
@@ -27,6 +28,7 @@ from trainers.trainer.trainer import Trainer
 
 RESOLVED_CONFIG_FILE = "config_resolved.yaml"
 ENV_NAME_KEY = "training_env.create_env_fn.base_env.env_name"
+_MULTIPROCESS_COLLECTORS = ("MultiSyncDataCollector", "MultiaSyncDataCollector")
 
 
 def make_ppo_trainer(
@@ -41,12 +43,13 @@ def make_ppo_trainer(
     num_epochs: int,
     gamma: float,
     lmbda: float,
+    anneal_lr: bool,
     **common: Any,
 ) -> PPOTrainer:
     """Builds a :class:`PPOTrainer` from the ``trainer`` node of a composed config."""
     root = _root(
         PPOTrainerConfig,
-        dict(num_epochs=num_epochs, gamma=gamma, lmbda=lmbda, **common),
+        dict(num_epochs=num_epochs, gamma=gamma, lmbda=lmbda, anneal_lr=anneal_lr, **common),
         training_env=training_env,
         networks=networks,
         collector=collector,
@@ -84,6 +87,7 @@ def make_ppo_trainer(
         num_epochs=num_epochs,
         gamma=gamma,
         lmbda=lmbda,
+        anneal_lr=anneal_lr,
         logger=build.logger(logger),
         **build.trainer_kwargs(),
     )
@@ -172,6 +176,10 @@ class _Builder:
         self.root = root
         self.common = dict(common)
         self.resume = self.common.pop("resume")
+        self.episodes_file = self.common.pop("episodes_file")
+        num_threads = self.common.pop("num_threads")
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
         self.device = torch.device(self.common.pop("device"))
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(["trainer.device=cuda but no CUDA device is available"])
@@ -199,8 +207,12 @@ class _Builder:
         return policy.to(self.device)
 
     def collector(self, node: DictConfig, env: EnvBase, policy: Any) -> Any:
+        source: Any = env
+        if node._target_.split(".")[-1] in _MULTIPROCESS_COLLECTORS:
+            # Worker processes build their own envs from a picklable factory.
+            source = hydra.utils.instantiate(self.root.training_env, _partial_=True)
         return self.component(
-            "collector", node, env, policy, total_frames=self.common["total_frames"]
+            "collector", node, source, policy, total_frames=self.common["total_frames"]
         )
 
     def logger(self, node: DictConfig | None) -> Any:
@@ -218,6 +230,8 @@ class _Builder:
 
     def finish(self, trainer: Trainer, env: EnvBase) -> Any:
         Path(RESOLVED_CONFIG_FILE).write_text(OmegaConf.to_yaml(self.root, resolve=True))
+        if self.episodes_file is not None:
+            EpisodeWriter(self.episodes_file).register(trainer)
         trainer.register_op(Stage.SHUTDOWN, env.close)
         close_logger = getattr(trainer.logger, "close", None)
         if callable(close_logger):

@@ -28,10 +28,13 @@ class _TrainerConfigBase:
     save_trainer_file: str | None = "checkpoint.pt"  # relative to the run directory
     resume: bool = True  # continue from save_trainer_file when it exists
     device: str = "cpu"  # networks, losses and optimization; envs always step on the CPU
+    # torch intra-op CPU threads; None keeps torch's default. Small networks train faster on 1.
+    num_threads: int | None = checked(None, ge(1))
     enable_logging: bool = True
     log_rewards: bool = True
     log_actions: bool = True
     log_observations: bool = False
+    episodes_file: str | None = "episodes.csv"  # one row per finished episode; None: off
     training_env: Any = "${training_env}"
     networks: Any = "${networks}"
     collector: Any = "${collector}"
@@ -49,6 +52,7 @@ class PPOTrainerConfig(_TrainerConfigBase):
     num_epochs: int = checked(10, ge(1))
     gamma: float = checked(0.99, between(0, 1))
     lmbda: float = checked(0.95, between(0, 1))
+    anneal_lr: bool = False  # linear decay of optimizer.lr to 0 over total_frames
 
 
 @dataclass(kw_only=True)

@@ -26,7 +26,7 @@ def test_ppo_config_instantiates_a_ready_trainer_sharing_one_policy(tmp_path, mo
     assert isinstance(trainer, PPOTrainer)
     assert trainer.collector.policy is trainer.loss_module.actor_network
     assert trainer.total_frames == 4096
-    assert trainer.optim_steps_per_batch == 10 * 2048 // 64
+    assert trainer.optim_steps_per_batch == 10 * 32  # ceil(2000 / 64) minibatches per epoch
     assert trainer.optimizer.defaults["lr"] == cfg.optimizer.lr
     assert (tmp_path / "config_resolved.yaml").exists()
     trainer.collector.shutdown()

@@ -17,7 +17,8 @@ HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_args_"}
 SCHEMAS = [getattr(configs, name) for name in configs.__all__ if name.endswith("Config")]
 # Filled by the trainer factories (not a constructor argument of the trainer itself).
 FACTORY_ONLY = {
-    "resume", "device", "training_env", "networks", "utd_ratio",
+    "resume", "device", "training_env", "networks", "utd_ratio", "episodes_file",
+    "num_threads",
 }  # fmt: skip
 
 

@@ -220,3 +220,28 @@ def test_clear_cuda_cache_validates_interval():
     hook()
     hook()
     assert hook.count == 2
+
+
+def test_episode_writer_writes_one_row_per_finished_episode_and_truncates_on_resume(tmp_path):
+    from trainers import EpisodeWriter
+
+    path = tmp_path / "episodes.csv"
+    writer = EpisodeWriter(path)
+    trainer = _trainer()
+    writer.register(trainer)
+    trainer.state.frames = 8
+    batch = _batch()
+    done = torch.zeros(2, 4, 1, dtype=torch.bool)
+    done[0, 1] = done[1, 3] = True
+    batch.set(("next", "done"), done)
+    batch.set(("next", "episode_reward"), torch.arange(8.0).reshape(2, 4, 1) * -1.5)
+    batch.set(("next", "step_count"), torch.arange(8).reshape(2, 4, 1) + 10)
+    writer(batch)
+    state = writer.state_dict()
+    trainer.state.frames = 16
+    writer(batch)
+    assert path.read_text().splitlines() == [
+        "frames,return,length", "8,-1.5,11", "8,-10.5,17", "16,-1.5,11", "16,-10.5,17",
+    ]  # fmt: skip
+    writer.load_state_dict(state)
+    assert path.read_text().splitlines() == ["frames,return,length", "8,-1.5,11", "8,-10.5,17"]

@@ -39,7 +39,7 @@ CASES = [
     ),
     (
         ["replay_buffer.batch_size=4096"],
-        ["replay_buffer.batch_size=4096 is larger than collector.frames_per_batch=2048"],
+        ["replay_buffer.batch_size=4096 is larger than collector.frames_per_batch=2000"],
     ),
     (
         ["networks.policy_network.num_cells=[64,0]", "trainer.gamma=1.5"],

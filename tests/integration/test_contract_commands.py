@@ -136,3 +136,12 @@ def test_multirun_sweeps_give_one_run_dir_per_job(tmp_path):
         seen.add((resolved["optimizer"]["lr"], resolved["training_env"]["num_workers"]))
         assert (job / "checkpoint.pt").exists()
     assert seen == {(0.0001, 1), (0.0001, 2), (0.001, 1), (0.001, 2)}
+
+
+@pytest.mark.parametrize("collector", ["multi_sync", "multi_async"])
+def test_worker_process_collectors_train_from_the_command_line(tmp_path, collector):
+    run_dir = tmp_path / "run"
+    _ok(run_train("ppo", run_dir, f"collector={collector}", "training_env.num_workers=4"))
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)["state"]
+    assert state["state"]["frames"] == 2048
+    assert read_scalar(run_dir, "ppo_Pendulum-v1", "loss_objective")[-1][0] == 2048

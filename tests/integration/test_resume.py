@@ -77,6 +77,9 @@ def test_sigint_then_resume_matches_an_uninterrupted_run(tmp_path):
         for key, tensor in moments.items():
             assert torch.equal(got["modules"]["optimizer"]["state"][index][key], tensor)
     # The curves continue: the same rows at the same steps, no gap and no duplicate.
+    episodes = (paused / "episodes.csv").read_text()
+    assert episodes == (straight / "episodes.csv").read_text()
+    assert len(episodes.splitlines()) == 1 + 8 * 5  # 8 envs x 5 Pendulum episodes in 8192 frames
     for metric in ("loss_objective", "episode_return"):
         assert read_scalar(paused, "ppo_Pendulum-v1", metric) == read_scalar(
             straight, "ppo_Pendulum-v1", metric

@@ -11,6 +11,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from trainers.algorithms.common import register_batch_logging
 from trainers.data import LazyTensorStorage, ReplayBuffer, SamplerWithoutReplacement
+from trainers.hooks.optim import LRSchedulerHook
 from trainers.hooks.replay_buffer import ReplayBufferTrainer
 from trainers.hooks.weights import UpdateWeights
 from trainers.objectives.value import GAE
@@ -39,6 +40,8 @@ class PPOTrainer(Trainer):
         lmbda: GAE lambda.
         optim_steps_per_batch: default ``num_epochs * ceil(frames_per_batch / batch_size)``.
         enable_logging, log_rewards, log_actions, log_observations: which batch metrics to log.
+        anneal_lr: decay the learning rate linearly to 0 over ``total_frames`` (stepped once
+            per batch), as in the PPO paper's MuJoCo setup; logged as ``lr``.
         Other arguments: as :class:`Trainer`.
 
     Examples:
@@ -75,6 +78,7 @@ class PPOTrainer(Trainer):
         log_actions: bool = True,
         log_observations: bool = False,
         async_collection: bool = False,
+        anneal_lr: bool = False,
     ) -> None:
         if async_collection:
             raise ValueError(
@@ -126,6 +130,8 @@ class PPOTrainer(Trainer):
         if callable(getattr(collector, "update_policy_weights_", None)):
             actor = loss_module.actor_network
             UpdateWeights(collector, 1, lambda: TensorDict.from_module(actor)).register(self)
+        if anneal_lr:
+            self._register_lr_annealing(frames_per_batch)
         if enable_logging:
             register_batch_logging(
                 self,
@@ -134,6 +140,18 @@ class PPOTrainer(Trainer):
                 log_observations=log_observations,
                 async_collection=False,
             )
+
+    def _register_lr_annealing(self, frames_per_batch: int | None) -> None:
+        if self.optimizer is None or frames_per_batch is None:
+            raise ValueError(
+                "PPOTrainer(anneal_lr=True) needs an optimizer and a collector that exposes "
+                "frames_per_batch"
+            )
+        batches = math.ceil(self.total_frames / (frames_per_batch * self.frame_skip))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda done: max(0.0, 1.0 - done / batches)
+        )
+        LRSchedulerHook(schedule, every="batch").register(self)
 
     def _estimate_advantage(self, batch: TensorDictBase) -> TensorDictBase:
         return self.gae(batch)

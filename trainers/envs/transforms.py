@@ -331,6 +331,107 @@ class VecNorm(_ObservationTransform):
         return f"VecNorm(decay={self.decay}, eps={self.eps}, frozen={self.frozen})"
 
 
+class RewardNorm(Transform):
+    """Divides rewards by a running std of the discounted return, then clips them.
+
+    The reward normalization of OpenAI baselines' ``VecNormalize`` (used by CleanRL's and SB3's
+    MuJoCo PPO): each env keeps ``G = gamma * G + r`` (reset when its episode starts), the
+    variance of ``G`` over all envs and steps is tracked exactly (parallel mean/variance
+    updates, float64), and the reward becomes ``clip(r / sqrt(var + eps), -clip, clip)``.
+    Rewards are not shifted, so the sign of the return is kept. Put ``RewardSum`` before it
+    in a ``Compose`` so logged episode returns stay in the env's own units.
+
+    Args:
+        gamma: the discount of the tracked return (use the algorithm's).
+        eps: added to the variance.
+        clip: bound of the normalized reward; None disables clipping.
+
+    Examples:
+        >>> from functools import partial
+        >>> from trainers.envs import Compose, GymEnv, RewardNorm, RewardSum, TransformedEnv
+        >>> env = TransformedEnv(partial(GymEnv, "Pendulum-v1"), Compose(RewardSum(), RewardNorm()),
+        ...                      num_envs=2)
+        >>> td = env.step(env.rand_action(env.reset()))
+        >>> td["next", "reward"].shape
+        torch.Size([2, 1])
+    """
+
+    def __init__(self, gamma: float = 0.99, eps: float = 1e-8, clip: float | None = 10.0) -> None:
+        super().__init__()
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"RewardNorm gamma must be in [0, 1], got {gamma!r}")
+        if clip is not None and not clip > 0:
+            raise ValueError(f"RewardNorm clip must be > 0 or None, got {clip!r}")
+        self.gamma = gamma
+        self.eps = eps
+        self.clip = clip
+        self.frozen = False
+        self._returns: torch.Tensor | None = None  # per env, float64
+        self._stats = {
+            "count": torch.zeros((), dtype=torch.float64),
+            "mean": torch.zeros((), dtype=torch.float64),
+            "var": torch.ones((), dtype=torch.float64),
+        }
+
+    def frozen_copy(self) -> RewardNorm:
+        """A RewardNorm that reads the same statistics but never updates them."""
+        frozen = copy.copy(self)
+        frozen.parent = None
+        frozen.frozen = True
+        frozen._returns = None
+        return frozen
+
+    def on_reset(self, root: TensorDictBase, mask: torch.Tensor | None) -> TensorDictBase:
+        if self._returns is None:
+            self._returns = torch.zeros(root.batch_size.numel(), dtype=torch.float64)
+        if mask is None:
+            self._returns.zero_()
+        else:
+            self._returns[mask.reshape(-1).cpu()] = 0.0
+        return root
+
+    def on_step(self, td: TensorDictBase, next_td: TensorDictBase) -> TensorDictBase:
+        reward = next_td.get("reward")
+        if self._returns is None:
+            self._returns = torch.zeros(reward.shape[0], dtype=torch.float64)
+        if not self.frozen:
+            self._returns.mul_(self.gamma).add_(reward.reshape(-1).to("cpu", torch.float64))
+            self._update(self._returns)
+        std = (self._stats["var"] + self.eps).sqrt().to(reward.device, reward.dtype)
+        scaled = reward / std
+        if self.clip is not None:
+            scaled = scaled.clamp(-self.clip, self.clip)
+        next_td.set("reward", scaled)
+        return next_td
+
+    def _update(self, values: torch.Tensor) -> None:
+        stats, n = self._stats, values.numel()
+        batch_mean = values.mean()
+        batch_var = values.var(unbiased=False)
+        total = stats["count"] + n
+        delta = batch_mean - stats["mean"]
+        m2 = (
+            stats["var"] * stats["count"]
+            + batch_var * n
+            + delta.pow(2) * stats["count"] * n / total
+        )
+        stats["mean"].add_(delta * n / total)
+        stats["var"].copy_(m2 / total)
+        stats["count"].copy_(total)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self._stats, "returns": self._returns}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        for name, tensor in self._stats.items():
+            tensor.copy_(state_dict[name])  # in place: frozen copies share these tensors
+        returns = state_dict["returns"]
+        self._returns = None if returns is None else returns.clone()
+
+    def __repr__(self) -> str:
+        return f"RewardNorm(gamma={self.gamma}, clip={self.clip}, frozen={self.frozen})"
+
+
 class RewardScaling(Transform):
     """Affine reward transform: ``reward * scale + loc`` (or ``(reward - loc) / scale``).
 

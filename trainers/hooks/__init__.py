@@ -6,6 +6,7 @@ from trainers.hooks.evaluation import LogValidationReward
 from trainers.hooks.logging import (
     CountFramesLog,
     EarlyStopping,
+    EpisodeWriter,
     LogEpisodeStats,
     LogNorm,
     LogScalar,
@@ -20,6 +21,7 @@ __all__ = [
     "ClearCudaCache",
     "CountFramesLog",
     "EarlyStopping",
+    "EpisodeWriter",
     "LRSchedulerHook",
     "LogEpisodeStats",
     "LogNorm",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -262,3 +263,57 @@ class LogNorm(TrainerHookBase):
         if self.include_std and norms.numel() > 1:
             out[f"{self.logname}_std"] = norms.std()
         return out
+
+
+class EpisodeWriter(TrainerHookBase):
+    """Appends one CSV row ``frames,return,length`` per finished episode to ``path``.
+
+    The per-episode record that learning curves and "mean of the last 100 episodes" need;
+    ``frames`` is the trainer's frame count at the end of the batch the episode ended in. It
+    syncs once per batch. On resume, rows written after the checkpoint are dropped, so a resumed
+    run's file matches an uninterrupted one.
+
+    Examples:
+        >>> EpisodeWriter("episodes.csv").register(trainer)
+    """
+
+    HEADER = "frames,return,length\n"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.rows = 0
+        self._trainer: Trainer | None = None
+
+    def register(self, trainer: Trainer, name: str | None = "episode_writer") -> None:
+        self._trainer = trainer
+        trainer.register_module(name or "episode_writer", self)
+        trainer.register_op(Stage.PRE_STEPS_LOG, self)
+
+    def __call__(self, batch: TensorDictBase) -> None:
+        done = batch.get(keys.DONE, None)
+        returns = batch.get(keys.EPISODE_REWARD, None)
+        lengths = batch.get(keys.STEP_COUNT, None)
+        if done is None or returns is None or lengths is None:
+            return
+        mask = done.reshape(-1)
+        ended = torch.stack(
+            [returns.reshape(-1)[mask].double(), lengths.reshape(-1)[mask].double()]
+        )
+        if ended.shape[1] == 0:
+            return
+        frames = self._trainer.state.frames if self._trainer is not None else 0
+        if self.rows == 0:
+            self.path.write_text(self.HEADER)
+        with open(self.path, "a") as f:
+            for episode_return, length in ended.T.tolist():
+                f.write(f"{frames},{episode_return:.6g},{int(length)}\n")
+        self.rows += ended.shape[1]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = state_dict["rows"]
+        if self.path.exists():
+            lines = self.path.read_text().splitlines(keepends=True)
+            self.path.write_text("".join(lines[: self.rows + 1]))

@@ -1,0 +1,223 @@
+"""Learning benchmark: trains PPO and SAC with the real entry points and tabulates returns.
+
+Each run is ``sota_implementations/<algo>_trainer/train.py`` in its own run directory under
+``benchmarks/results/learning/``. The script is resumable: finished runs are skipped, and an
+interrupted run continues from its checkpoint (``--resume``). Run it in the background, e.g.
+
+    nohup .venv/bin/python benchmarks/learning.py > learning.log 2>&1 &
+    .venv/bin/python benchmarks/learning.py --only ppo:Pendulum-v1 --seeds 0 1 2
+    .venv/bin/python benchmarks/learning.py --report      # tables and plots from what finished
+
+The metric is CleanRL's: the mean of the last 100 training-episode returns of a run
+(from the run's ``episodes.csv``), then mean +- std over seeds. It writes
+``docs/learning.md`` and one PNG of learning curves per task in ``docs/learning/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "learning"
+DOC = ROOT / "docs" / "learning.md"
+PLOTS = ROOT / "docs" / "learning"
+LAST_EPISODES = 100
+
+
+@dataclass(frozen=True)
+class Task:
+    algo: str
+    env: str
+    frames: int
+    overrides: tuple[str, ...] = ()
+    published: str = ""  # published figure at this budget, with its source
+    preset: str = "defaults"
+
+
+@dataclass
+class RunResult:
+    seed: int
+    last_mean: float
+    wall_s: float
+    curve: list[tuple[int, float]] = field(default_factory=list)
+
+
+CLEANRL_PPO = (
+    "CleanRL ppo_continuous_action, MuJoCo v4, 1M steps (docs.cleanrl.dev/rl-algorithms/ppo)"
+)
+TASKS = [
+    Task("ppo", "Pendulum-v1", 200_000, published="issue target: >= -200 within 200k frames"),
+    Task("sac", "Pendulum-v1", 15_000, ("collector.init_random_frames=1000",),
+         published="issue target: >= -200 within 15k frames"),
+    Task("ppo", "HalfCheetah-v5", 1_000_000, ("+preset=mujoco_ppo",),
+         published=f"1442.64 +- 46.03 ({CLEANRL_PPO})", preset="mujoco_ppo"),
+    Task("ppo", "Hopper-v5", 1_000_000, ("+preset=mujoco_ppo",),
+         published=f"2382.86 +- 271.74 ({CLEANRL_PPO})", preset="mujoco_ppo"),
+    Task("ppo", "Walker2d-v5", 1_000_000, ("+preset=mujoco_ppo",),
+         published=f"2287.95 +- 571.78 ({CLEANRL_PPO})", preset="mujoco_ppo"),
+    Task("sac", "HalfCheetah-v5", 300_000, published="issue target: >= 5000 at 300k frames"),
+    Task("sac", "Hopper-v5", 300_000),
+]  # fmt: skip
+
+
+def run_dir(task: Task, seed: int) -> Path:
+    return RESULTS / f"{task.algo}-{task.env}-{task.preset}-s{seed}"
+
+
+def train(task: Task, seed: int) -> None:
+    """Runs (or resumes) one training run to completion; records its wall time."""
+    directory = run_dir(task, seed)
+    summary = directory / "summary.json"
+    if summary.exists():
+        return
+    script = ROOT / "sota_implementations" / f"{task.algo}_trainer" / "train.py"
+    if (directory / ".hydra" / "config.yaml").exists():
+        command = [sys.executable, str(script), "--resume", str(directory)]
+    else:
+        command = [
+            sys.executable,
+            str(script),
+            f"training_env.create_env_fn.base_env.env_name={task.env}",
+            f"trainer.total_frames={task.frames}",
+            f"trainer.seed={seed}",
+            "trainer.progress_bar=false",
+            *task.overrides,
+            f"hydra.run.dir={directory}",
+        ]
+    print(
+        f"[{time.strftime('%H:%M:%S')}] {task.algo} {task.env} seed {seed}: {' '.join(command[1:3])}"
+    )
+    start = time.monotonic()
+    try:
+        subprocess.run(command, check=True, cwd=ROOT)
+    finally:  # an interrupted attempt's time still counts
+        wall = _recorded_wall_time(directory) + time.monotonic() - start
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "wall.json").write_text(json.dumps({"wall_s": wall}))
+    summary.write_text(json.dumps({"wall_s": wall, "frames": task.frames}))
+
+
+def _recorded_wall_time(directory: Path) -> float:
+    path = directory / "wall.json"
+    return json.loads(path.read_text())["wall_s"] if path.exists() else 0.0
+
+
+def read_result(task: Task, seed: int) -> RunResult | None:
+    directory = run_dir(task, seed)
+    summary, episodes = directory / "summary.json", directory / "episodes.csv"
+    if not summary.exists() or not episodes.exists():
+        return None
+    with open(episodes, newline="") as f:
+        rows = [(int(r["frames"]), float(r["return"])) for r in csv.DictReader(f)]
+    returns = [r for _, r in rows]
+    last = returns[-LAST_EPISODES:]
+    return RunResult(seed, statistics.fmean(last), json.loads(summary.read_text())["wall_s"], rows)
+
+
+def report(seeds: list[int]) -> None:
+    lines = [
+        "# Learning results",
+        "",
+        "Produced by `benchmarks/learning.py` (see its docstring for the commands). Metric: mean of",
+        f"the last {LAST_EPISODES} training-episode returns of each run, then mean +- std over",
+        "seeds. Each run is the real `train.py` with the overrides shown; wall time is per run.",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {_cpu_count()} cores, "
+        f"Python {platform.python_version()}, {_versions()}.",
+        "",
+        "| algo | task | frames | overrides | seeds done | return (mean +- std) | published | wall time / run |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for task in TASKS:
+        results = [r for s in seeds if (r := read_result(task, s)) is not None]
+        if results:
+            values = [r.last_mean for r in results]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            score = f"{statistics.fmean(values):.1f} +- {spread:.1f}"
+            wall = f"{statistics.fmean(r.wall_s for r in results) / 60:.1f} min"
+            _plot(task, results)
+        else:
+            score, wall = "not run yet", "-"
+        overrides = " ".join(f"`{o}`" for o in task.overrides) or "-"
+        lines.append(
+            f"| {task.algo} | {task.env} | {task.frames:,} | {overrides} | {len(results)}/{len(seeds)} "
+            f"| {score} | {task.published or '-'} | {wall} |"
+        )
+    DOC.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _plot(task: Task, results: list[RunResult]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for result in results:
+        frames = [f for f, _ in result.curve]
+        smoothed = _moving_average([r for _, r in result.curve], 20)
+        ax.plot(frames, smoothed, label=f"seed {result.seed}")
+    ax.set_xlabel("frames")
+    ax.set_ylabel("episode return (moving average of 20)")
+    ax.set_title(f"{task.algo.upper()} {task.env} ({task.preset})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(PLOTS / f"{task.algo}-{task.env}-{task.preset}.png", dpi=100)
+    plt.close(fig)
+
+
+def _moving_average(values: list[float], window: int) -> list[float]:
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def _cpu_count() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def _versions() -> str:
+    import gymnasium
+    import mujoco
+    import torch
+
+    return (
+        f"torch {torch.__version__}, gymnasium {gymnasium.__version__}, mujoco {mujoco.__version__}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--only", nargs="+", default=None, help="algo:env, e.g. ppo:Hopper-v5")
+    parser.add_argument("--report", action="store_true", help="only write the tables and plots")
+    args = parser.parse_args()
+    selected = [t for t in TASKS if args.only is None or f"{t.algo}:{t.env}" in args.only]
+    if not args.report:
+        for task in selected:
+            for seed in args.seeds:
+                train(task, seed)
+    report(args.seeds)
+
+
+if __name__ == "__main__":
+    main()

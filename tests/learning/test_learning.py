@@ -1,0 +1,47 @@
+"""Learning runs on real environments (slow: `python -m pytest -m slow`).
+
+They run the real entry points with their defaults and read back the returns they logged.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+
+import pytest
+
+from tests.integration.runner import run_train
+
+pytestmark = pytest.mark.slow
+
+
+def _last_returns(run_dir, count: int) -> list[float]:
+    with open(run_dir / "episodes.csv", newline="") as f:
+        returns = [float(row["return"]) for row in csv.DictReader(f)]
+    return returns[-count:]
+
+
+def test_default_ppo_learns_pendulum_within_200k_frames(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train("ppo", run_dir, "trainer.seed=0", tiny=False, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = _last_returns(run_dir, 100)  # CleanRL's metric: the last 100 training episodes
+    assert statistics.fmean(last) >= -200, statistics.fmean(last)
+
+
+def test_sac_learns_pendulum_within_15k_frames(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train(
+        "sac",
+        run_dir,
+        "training_env.create_env_fn.base_env.env_name=Pendulum-v1",
+        "trainer.total_frames=15000",
+        "collector.init_random_frames=1000",
+        "trainer.seed=0",
+        "trainer.progress_bar=false",
+        tiny=False,
+        timeout=1800,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = _last_returns(run_dir, 10)  # the last 10 episodes: frames 13k-15k
+    assert statistics.fmean(last) >= -200, statistics.fmean(last)
