@@ -22,7 +22,6 @@ class SyncDataCollectorConfig:
     init_random_frames: int = checked(0, ge(0))
     max_frames_per_traj: int | None = checked(None, ge(1))
     exploration_type: str = checked("random", one_of(*EXPLORATION_TYPES))
-    reset_at_each_iter: bool = False
     device: str | None = None
     storing_device: str | None = None
     reset_at_each_iter: bool = False
