@@ -31,6 +31,7 @@ TINY = {
         "replay_buffer.batch_size=32",
         "replay_buffer.storage.max_size=10000",
         "trainer.utd_ratio=0.1",
+        "trainer.num_threads=1",  # tests share 2 cores; 2 torch threads oversubscribe them
         "trainer.log_interval=100",
         "trainer.save_trainer_interval=200",
         "trainer.progress_bar=false",
