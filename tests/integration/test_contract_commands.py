@@ -145,3 +145,24 @@ def test_worker_process_collectors_train_from_the_command_line(tmp_path, collect
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)["state"]
     assert state["state"]["frames"] == 2048
     assert read_scalar(run_dir, "ppo_Pendulum-v1", "loss_objective")[-1][0] == 2048
+
+
+def test_wandb_logger_runs_offline_from_the_command_line(tmp_path):
+    run_dir = tmp_path / "run"
+    _ok(run_train("ppo", run_dir, "logger=wandb", "logger.project=trainrl-tests"))
+    runs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0
+
+
+def test_mlflow_logger_writes_a_local_store(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    run_dir = tmp_path / "run"
+    _ok(run_train("ppo", run_dir, "logger=mlflow"))
+    stores = list(run_dir.rglob("mlflow.db"))
+    assert len(stores) == 1
+    client = MlflowClient(tracking_uri=f"sqlite:///{stores[0]}")
+    experiment = client.get_experiment_by_name("ppo_Pendulum-v1")
+    (run,) = client.search_runs([experiment.experiment_id])
+    history = client.get_metric_history(run.info.run_id, "loss_objective")
+    assert [m.step for m in history] == [512, 1024, 1536, 2048]
