@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tensordict import TensorDict
 
+from trainers.algorithms.common import register_weight_updates
 from trainers.collectors.builders import (
     make_collector_offpolicy,
     make_collector_onpolicy,
@@ -30,7 +30,7 @@ from trainers.envs.utils import correct_for_frame_skip, get_stats_random_rollout
 from trainers.hooks.evaluation import LogValidationReward
 from trainers.hooks.logging import LogEpisodeStats, LogScalar
 from trainers.hooks.replay_buffer import ReplayBufferTrainer
-from trainers.hooks.weights import TargetNetUpdaterHook, UpdateWeights
+from trainers.hooks.weights import TargetNetUpdaterHook
 from trainers.objectives.builders import make_dqn_loss, make_target_updater
 from trainers.trainer.trainer import Trainer
 
@@ -163,10 +163,7 @@ def make_trainer(
     if target_net_updater is not None:
         TargetNetUpdaterHook(target_net_updater).register(trainer)
     if policy_exploration is not None:
-        if callable(getattr(collector, "update_policy_weights_", None)):
-            UpdateWeights(
-                collector, 1, lambda: TensorDict.from_module(policy_exploration)
-            ).register(trainer)
+        register_weight_updates(trainer, collector, policy_exploration)
         if recorder is not None:
             LogValidationReward(
                 record_interval=record_interval,

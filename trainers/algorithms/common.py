@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from tensordict import TensorDict
+
 from trainers import keys
 from trainers.hooks.logging import LogEpisodeStats, LogNorm, LogScalar
+from trainers.hooks.weights import UpdateWeights
 from trainers.trainer.stages import Stage
 from trainers.trainer.trainer import Trainer
 
@@ -39,3 +44,13 @@ def register_batch_logging(
     for hook in hooks:
         trainer.register_op(stage, hook)
     LogEpisodeStats(stage=stage).register(trainer)
+
+
+def register_weight_updates(trainer: Trainer, collector: Any, policy: Any) -> None:
+    """Pushes ``policy``'s weights to ``collector`` after every batch, if it takes weights.
+
+    A collector that shares the policy object in-process gets no copy; one that runs worker
+    processes or another device receives the weights as a TensorDict.
+    """
+    if callable(getattr(collector, "update_policy_weights_", None)):
+        UpdateWeights(collector, 1, lambda: TensorDict.from_module(policy)).register(trainer)

@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 
-from trainers.algorithms.common import register_batch_logging
+from trainers.algorithms.common import register_batch_logging, register_weight_updates
 from trainers.data import LazyTensorStorage, ReplayBuffer, SamplerWithoutReplacement
 from trainers.hooks.optim import LRSchedulerHook
 from trainers.hooks.replay_buffer import ReplayBufferTrainer
-from trainers.hooks.weights import UpdateWeights
 from trainers.objectives.value import GAE
 from trainers.trainer.stages import Stage
 from trainers.trainer.trainer import Trainer
@@ -127,9 +126,7 @@ class PPOTrainer(Trainer):
         self.register_op(Stage.BATCH_PROCESS, self._estimate_advantage)
         self.register_op(Stage.BATCH_PROCESS, self._empty_buffer)
         ReplayBufferTrainer(replay_buffer, batch_size=batch_size, device=None).register(self)
-        if callable(getattr(collector, "update_policy_weights_", None)):
-            actor = loss_module.actor_network
-            UpdateWeights(collector, 1, lambda: TensorDict.from_module(actor)).register(self)
+        register_weight_updates(self, collector, loss_module.actor_network)
         if anneal_lr:
             self._register_lr_annealing(frames_per_batch)
         if enable_logging:

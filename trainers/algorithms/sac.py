@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 
 from trainers import keys
-from trainers.algorithms.common import register_batch_logging
+from trainers.algorithms.common import register_batch_logging, register_weight_updates
 from trainers.data import ReplayBuffer
 from trainers.hooks.logging import UTDRHook
 from trainers.hooks.replay_buffer import ReplayBufferTrainer
-from trainers.hooks.weights import TargetNetUpdaterHook, UpdateWeights
+from trainers.hooks.weights import TargetNetUpdaterHook
 from trainers.trainer.stages import Stage
 from trainers.trainer.trainer import Trainer
 
@@ -107,9 +107,7 @@ class SACTrainer(Trainer):
         self.register_op(Stage.POST_LOSS, rb_trainer.update_priority)
         if target_net_updater is not None:
             TargetNetUpdaterHook(target_net_updater).register(self)
-        if callable(getattr(collector, "update_policy_weights_", None)):
-            actor = loss_module.actor_network
-            UpdateWeights(collector, 1, lambda: TensorDict.from_module(actor)).register(self)
+        register_weight_updates(self, collector, loss_module.actor_network)
         actor_inputs = getattr(loss_module.actor_network, "in_keys", [keys.OBSERVATION])
         self._transition_keys = [*actor_inputs, keys.ACTION, keys.NEXT]
         if enable_logging:
