@@ -66,4 +66,3 @@ class MetricAccumulator:
     def load_state_dict(self, state_dict: Mapping[str, Mapping[str, float]]) -> None:
         self._sums = {n: float(v) for n, v in state_dict["sums"].items()}
         self._counts = {n: float(c) for n, c in state_dict["counts"].items()}
-
