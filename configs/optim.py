@@ -1,4 +1,9 @@
-"""Schemas of the ``optimizer`` group. Defaults equal torch's unless a comment says why."""
+"""Schemas of the ``optimizer`` group. Defaults equal torch's unless a comment says why.
+
+The one deliberate difference: Adam and AdamW default to ``fused=True`` (torch: None, which
+means the per-tensor loop on CPU). The fused kernel gives the same update and is about 3x faster
+per step for RL-sized networks on CPU (benchmarks/speed.py), and it works on CUDA too.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ class AdamConfig:
     weight_decay: float = checked(0.0, ge(0))
     amsgrad: bool = False
     foreach: bool | None = None
-    fused: bool | None = None
+    fused: bool | None = True  # torch: None; see the module docstring
 
 
 @dataclass(kw_only=True)
@@ -30,7 +35,7 @@ class AdamWConfig:
     weight_decay: float = checked(0.01, ge(0))
     amsgrad: bool = False
     foreach: bool | None = None
-    fused: bool | None = None
+    fused: bool | None = True  # torch: None; see the module docstring
 
 
 @dataclass(kw_only=True)

@@ -13,6 +13,7 @@ import configs
 from configs.factories import make_ppo_trainer, make_sac_trainer
 from trainers.algorithms import PPOTrainer, SACTrainer
 
+DOCUMENTED_DEVIATIONS = {("AdamConfig", "fused"), ("AdamWConfig", "fused")}
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_args_"}
 SCHEMAS = [getattr(configs, name) for name in configs.__all__ if name.endswith("Config")]
 # Filled by the trainer factories (not a constructor argument of the trainer itself).
@@ -72,7 +73,7 @@ def test_trainer_factories_pass_every_trainer_setting_on():
         (configs.RMSpropConfig, torch.optim.RMSprop),
     ],
 )
-def test_optimizer_defaults_equal_torch(schema, optimizer):
+def test_optimizer_defaults_equal_torch_except_documented_ones(schema, optimizer):
     defaults = {
         name: p.default
         for name, p in inspect.signature(optimizer).parameters.items()
@@ -85,6 +86,9 @@ def test_optimizer_defaults_equal_torch(schema, optimizer):
         theirs = defaults[field.name]
         if isinstance(theirs, torch.Tensor):
             theirs = theirs.item()
+        if (schema.__name__, field.name) in DOCUMENTED_DEVIATIONS:
+            assert (ours, theirs) == (True, None)  # see configs/optim.py's docstring
+            continue
         assert ours == theirs, f"{schema.__name__}.{field.name}: {ours!r} != torch {theirs!r}"
 
 

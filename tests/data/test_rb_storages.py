@@ -163,3 +163,12 @@ def test_empty_state_round_trip():
     storage = LazyTensorStorage(3)
     storage.load_state_dict(LazyTensorStorage(3).state_dict())
     assert len(storage) == 0 and not storage.is_allocated
+
+
+def test_state_dict_with_an_empty_nested_table_round_trips():
+    storage = LazyTensorStorage(4)
+    rows = TensorDict({"x": torch.arange(4.0), "nested": TensorDict({}, [4])}, [4])
+    storage.set(torch.arange(4), rows)
+    fresh = LazyTensorStorage(4)
+    fresh.load_state_dict(storage.state_dict())
+    assert torch.equal(fresh.get(torch.arange(4))["x"], torch.arange(4.0))

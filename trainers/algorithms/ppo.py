@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 
+from trainers import keys
 from trainers.algorithms.common import register_batch_logging, register_weight_updates
 from trainers.data import LazyTensorStorage, ReplayBuffer, SamplerWithoutReplacement
 from trainers.hooks.optim import LRSchedulerHook
@@ -123,9 +124,24 @@ class PPOTrainer(Trainer):
         self.num_epochs = num_epochs
         self.replay_buffer = replay_buffer
         self.gae = GAE(gamma, lmbda, value_network=loss_module.critic_network)
-        self.register_op(Stage.BATCH_PROCESS, self._estimate_advantage)
-        self.register_op(Stage.BATCH_PROCESS, self._empty_buffer)
-        ReplayBufferTrainer(replay_buffer, batch_size=batch_size, device=None).register(self)
+        network_inputs = [
+            *getattr(loss_module.actor_network, "in_keys", [keys.OBSERVATION]),
+            *getattr(loss_module.critic_network, "in_keys", [keys.OBSERVATION]),
+        ]
+        # What the loss reads; minibatches are gathered from these entries only.
+        self._loss_keys = list(
+            dict.fromkeys(
+                [
+                    *network_inputs,
+                    *(keys.ACTION, keys.SAMPLE_LOG_PROB, keys.ADVANTAGE, keys.VALUE_TARGET),
+                    *(keys.STATE_VALUE, keys.MASK),
+                ]
+            )
+        )
+        self._rb_trainer = ReplayBufferTrainer(replay_buffer, batch_size=batch_size, device=None)
+        self.register_module("replay_buffer", self._rb_trainer)
+        self.register_op(Stage.BATCH_PROCESS, self._fill_minibatch_buffer)
+        self.register_op(Stage.PROCESS_OPTIM_BATCH, self._rb_trainer.sample)
         register_weight_updates(self, collector, loss_module.actor_network)
         if anneal_lr:
             self._register_lr_annealing(frames_per_batch)
@@ -150,12 +166,13 @@ class PPOTrainer(Trainer):
         )
         LRSchedulerHook(schedule, every="batch").register(self)
 
-    def _estimate_advantage(self, batch: TensorDictBase) -> TensorDictBase:
-        return self.gae(batch)
-
-    def _empty_buffer(self, batch: TensorDictBase) -> None:
-        del batch
+    def _fill_minibatch_buffer(self, batch: TensorDictBase) -> TensorDictBase:
+        """GAE over the ``[num_envs, T]`` batch, then the buffer holds exactly this batch."""
+        batch = self.gae(batch)
         self.replay_buffer.empty()
+        present = batch.keys(include_nested=True, leaves_only=True)
+        self._rb_trainer.extend(batch.select(*[k for k in self._loss_keys if k in present]))
+        return batch
 
 
 def _default_minibatch_buffer(frames_per_batch: int | None, batch_size: int | None) -> ReplayBuffer:

@@ -256,7 +256,7 @@ def _plain_tensors(table: TensorDictBase) -> dict[str, Any]:
 
 
 def _as_tensordict(data: Mapping[str, Any]) -> TensorDictBase:
-    leading = {_leading_dim(value) for value in data.values()}
+    leading = {_leading_dim(value) for value in data.values() if not _is_empty_mapping(value)}
     if len(leading) != 1:
         raise ValueError(f"storage state tensors disagree on their number of rows: {leading}")
     return TensorDict(dict(data), batch_size=[leading.pop()])
@@ -264,8 +264,14 @@ def _as_tensordict(data: Mapping[str, Any]) -> TensorDictBase:
 
 def _leading_dim(value: Any) -> int:
     if isinstance(value, Mapping):
-        return _leading_dim(next(iter(value.values())))
+        nested = [v for v in value.values() if not _is_empty_mapping(v)]
+        return _leading_dim(nested[0])
     return int(value.shape[0])
+
+
+def _is_empty_mapping(value: Any) -> bool:
+    """An empty sub-table (e.g. a nested TensorDict with no entries) has no rows to count."""
+    return isinstance(value, Mapping) and all(_is_empty_mapping(v) for v in value.values())
 
 
 def _copy_rows(source: TensorDictBase, target: TensorDictBase, length: int) -> None:
