@@ -72,7 +72,14 @@ def config(records: list) -> dict:
 
 
 def run_folder(save_dir: Path, run_id: str) -> list[Path]:
-    return sorted((save_dir / "wandb").glob(f"offline-run-*-{run_id}"))
+    """The run's offline folders, oldest first. wandb names a folder ``offline-run-<time>-<id>``
+    and appends ``-1``, ``-2``, ... when a folder of that second already exists."""
+    wandb_dir = save_dir / "wandb"
+    folders = [
+        *wandb_dir.glob(f"offline-run-*-{run_id}"),
+        *wandb_dir.glob(f"offline-run-*-{run_id}-*"),
+    ]
+    return sorted(folders)
 
 
 def test_wandb_offline_values_read_back_and_resume_same_run(tmp_path, monkeypatch):
