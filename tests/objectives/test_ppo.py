@@ -14,6 +14,7 @@ from trainers.keys import (
     MASK,
     NEXT_OBSERVATION,
     OBSERVATION,
+    PRE_TANH_ACTION,
     REWARD,
     SAMPLE_LOG_PROB,
     STATE_VALUE,
@@ -167,6 +168,22 @@ def test_first_pass_on_collected_data_has_ratio_one_and_loss_runs_its_own_gae():
         ClipPPOLoss(actor, critic)(td.exclude(ADVANTAGE))
 
 
+def test_saturated_actions_are_scored_from_the_pre_tanh_sample():
+    actor, critic, td = _continuous_rollout(num_envs=16, steps=16)
+    with torch.no_grad():  # loc around 12: tanh rounds the actions onto the bound in float32
+        actor.network[-1].bias[0] = 12.0
+        actor(td)
+    assert bool((td[ACTION].abs() == 2.0).any())
+    td[ADVANTAGE] = torch.randn(16, 16, 1)
+    td[VALUE_TARGET] = torch.zeros(16, 16, 1)
+    out = ClipPPOLoss(actor, critic)(td)
+    assert out["kl_approx"].item() == 0.0
+    assert out["clip_fraction"].item() == 0.0
+    # Inverting the saturated actions with atanh cannot recover the sample: ratios drift.
+    from_atanh = ClipPPOLoss(actor, critic)(td.exclude(PRE_TANH_ACTION))
+    assert from_atanh["clip_fraction"].item() > 0.1
+
+
 def test_tanh_normal_entropy_is_a_sample_estimate():
     actor, critic, td = _continuous_rollout(num_envs=64, steps=64)
     td[ADVANTAGE] = torch.zeros(64, 64, 1)
@@ -178,6 +195,33 @@ def test_tanh_normal_entropy_is_a_sample_estimate():
     assert out["entropy"].item() == pytest.approx(-log_prob.mean().item(), abs=0.02)
     out["loss_entropy"].backward()
     assert actor.network[0].weight.grad.abs().sum() > 0
+
+
+def test_without_entropy_bonus_the_entropy_is_a_diagnostic_only():
+    actor, critic, td = _continuous_rollout(num_envs=64, steps=64)
+    td[ADVANTAGE] = torch.zeros(64, 64, 1)
+    td[VALUE_TARGET] = torch.zeros(64, 64, 1)
+    with_bonus = ClipPPOLoss(actor, critic, entropy_coeff=0.01)(td)
+    for loss in (ClipPPOLoss(actor, critic), ClipPPOLoss(actor, critic, entropy_bonus=False)):
+        out = loss(td)
+        assert "loss_entropy" not in out.keys()
+        assert not out["entropy"].requires_grad
+        # Importance-weighted from the batch's own actions: close to the fresh-sample estimate.
+        assert out["entropy"].item() == pytest.approx(with_bonus["entropy"].item(), abs=0.05)
+
+
+def test_entropy_diagnostic_is_importance_weighted_after_the_policy_moved():
+    actor, critic, td = _continuous_rollout(num_envs=64, steps=64)
+    td[ADVANTAGE] = torch.zeros(64, 64, 1)
+    td[VALUE_TARGET] = torch.zeros(64, 64, 1)
+    with torch.no_grad():  # the policy moves away from the one that collected the batch
+        actor.network[-1].bias.add_(0.3)
+    out = ClipPPOLoss(actor, critic)(td)
+    with torch.no_grad():
+        _, log_prob = actor.get_dist(td).rsample_and_log_prob((16,))
+    fresh_estimate = -log_prob.mean().item()
+    assert out["ESS"].item() < 0.99  # the ratios are no longer one
+    assert out["entropy"].item() == pytest.approx(fresh_estimate, abs=0.05)
 
 
 def test_mask_drops_padding_frames():

@@ -1,10 +1,12 @@
 """Proximal policy optimization losses: plain ratio, clipped ratio, adaptive KL penalty.
 
-One call scores a minibatch of on-policy data holding ``observation``, ``action``,
+One call scores a minibatch of on-policy data holding ``observation``, ``action`` (for a
+tanh-normal policy, ``pre_tanh_action`` when present is scored instead),
 ``sample_log_prob`` (from the collecting policy), ``advantage`` and ``value_target`` (from
 ``GAE``; a loss built with ``gamma`` and ``lmbda`` runs its own GAE when ``advantage`` is
 missing) and returns ``loss_objective``, ``loss_critic``, ``loss_entropy`` (when
-``entropy_bonus``) plus the detached diagnostics ``entropy``, ``kl_approx``
+``entropy_bonus`` and ``entropy_coeff > 0``; otherwise the entropy is computed without a
+graph, as a diagnostic only) plus the detached diagnostics ``entropy``, ``kl_approx``
 (``mean((r - 1) - log r)``, an unbiased estimate of KL(old || new)) and ``ESS`` (effective
 sample size of the importance ratios divided by the number of samples).
 
@@ -14,8 +16,10 @@ Conventions, chosen once for all three losses:
       ``vf_coef * 0.5 * mse`` equals ``critic_coeff=0.25``.
     * ``entropy_coeff`` defaults to 0.0, CleanRL's and SB3's value for continuous control;
       discrete tasks usually want 0.01.
-    * A tanh-normal's entropy has no closed form: it is estimated as ``-log_prob`` of one
-      reparameterized sample per state (unbiased, and differentiable through the sample).
+    * A tanh-normal's entropy has no closed form. With an entropy bonus it is estimated as
+      ``-log_prob`` of one reparameterized sample per state (unbiased, and differentiable
+      through the sample); as a diagnostic only, as ``-mean(r * log pi(a|s))`` over the
+      batch's own actions (importance-weighted, so also unbiased, and free: no sampling).
       Distributions with a closed form (categorical) use it.
 """
 
@@ -28,16 +32,44 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from torch import distributions as D
 
-from trainers.keys import ACTION, ADVANTAGE, MASK, SAMPLE_LOG_PROB, VALUE_TARGET
+from trainers.keys import (
+    ACTION,
+    ADVANTAGE,
+    MASK,
+    PRE_TANH_ACTION,
+    SAMPLE_LOG_PROB,
+    VALUE_TARGET,
+)
 from trainers.modules.distributions import TanhNormal
 from trainers.objectives.common import LossModule, check_loss_function, distance_loss
 from trainers.objectives.value import GAE
 
 
+def _stored_action_log_prob(dist: D.Distribution, tensordict: TensorDictBase) -> torch.Tensor:
+    """``log pi(a|s)`` of the batch's actions; a tanh-normal scores the stored pre-tanh sample
+    when the policy wrote one (exact even where tanh saturates)."""
+    pre_tanh = tensordict.get(PRE_TANH_ACTION, None)
+    if pre_tanh is not None and isinstance(dist, TanhNormal):
+        return dist.log_prob_pre_tanh(pre_tanh)
+    return dist.log_prob(tensordict.get(ACTION))
+
+
 def _entropy(dist: D.Distribution) -> torch.Tensor:
+    """Per-state entropy, differentiable (a one-sample estimate for a tanh-normal)."""
     if isinstance(dist, TanhNormal):
         return -dist.rsample_and_log_prob()[1]
     return dist.entropy()
+
+
+@torch.no_grad()
+def _entropy_diagnostic(
+    dist: D.Distribution, ratio: torch.Tensor, log_prob: torch.Tensor
+) -> torch.Tensor:
+    """Mean entropy without a graph; for a tanh-normal, importance-weighted from the batch's
+    actions: ``E_old[r * -log pi(a)] = E_new[-log pi(a)]``."""
+    if isinstance(dist, TanhNormal):
+        return -(ratio * log_prob).mean()
+    return dist.entropy().mean()
 
 
 class PPOLoss(LossModule):
@@ -50,7 +82,8 @@ class PPOLoss(LossModule):
             ``TanhNormalActor``, ``CategoricalActor``).
         critic_network: a TensorDict module writing ``[..., 1]`` values (e.g.
             ``ValueOperator``).
-        entropy_bonus: add ``loss_entropy = -entropy_coeff * mean(entropy)``.
+        entropy_bonus: add ``loss_entropy = -entropy_coeff * mean(entropy)`` (when
+            ``entropy_coeff > 0``).
         entropy_coeff: weight of the entropy bonus.
         critic_coeff: weight of the critic loss.
         loss_critic_type: ``"l2"`` or ``"smooth_l1"``.
@@ -67,7 +100,7 @@ class PPOLoss(LossModule):
         >>> from tensordict import TensorDict
         >>> from trainers.modules import MLP, TanhNormalActor, ValueOperator
         >>> actor = TanhNormalActor(MLP(3, 2, [16]), low=-torch.ones(1), high=torch.ones(1))
-        >>> loss = PPOLoss(actor, ValueOperator(MLP(3, 1, [16])))
+        >>> loss = PPOLoss(actor, ValueOperator(MLP(3, 1, [16])), entropy_coeff=0.01)
         >>> td = actor(TensorDict(observation=torch.randn(6, 3), batch_size=[6]))
         >>> td["advantage"], td["value_target"] = torch.randn(6, 1), torch.randn(6, 1)
         >>> sorted(k for k in loss(td).keys() if k.startswith("loss_"))
@@ -161,18 +194,21 @@ class PPOLoss(LossModule):
             advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
 
         dist = self.actor_network.get_dist(tensordict)
-        log_ratio = dist.log_prob(tensordict.get(ACTION)) - tensordict.get(SAMPLE_LOG_PROB)
+        log_prob = _stored_action_log_prob(dist, tensordict)
+        log_ratio = log_prob - tensordict.get(SAMPLE_LOG_PROB)
         ratio = log_ratio.exp()
         loss_objective, extra = self._objective(log_ratio, ratio, advantage)
-        entropy = _entropy(dist)
         out = {"loss_objective": loss_objective}
-        if self.entropy_bonus:
-            out["loss_entropy"] = -self.entropy_coeff * entropy.mean()
+        if self.entropy_bonus and self.entropy_coeff > 0:
+            entropy = _entropy(dist).mean()
+            out["loss_entropy"] = -self.entropy_coeff * entropy
+        else:  # only a diagnostic: no graph, no backward through it
+            entropy = _entropy_diagnostic(dist, ratio, log_prob)
         out["loss_critic"] = self._critic_loss(tensordict)
 
         with torch.no_grad():
             ratio_sum = ratio.sum()
-            out["entropy"] = entropy.mean()
+            out["entropy"] = entropy.detach()
             out["kl_approx"] = ((ratio - 1) - log_ratio).mean()
             out["ESS"] = ratio_sum * ratio_sum / (ratio * ratio).sum() / ratio.numel()
         out.update(extra)
