@@ -7,6 +7,9 @@ and what the env returned after that step sits under ``"next"``:
 * ``OBSERVATION`` (root): what the policy saw.
 * ``ACTION`` (root): what it did. Continuous: float ``[..., action_dim]``; discrete: int64 ``[...]``.
 * ``SAMPLE_LOG_PROB`` (root): log-probability of ``ACTION`` under the collecting policy, ``[...]``.
+* ``PRE_TANH_ACTION`` (root, tanh-squashed policies): the normal sample before ``tanh`` and the
+  rescaling to the bounds. Losses score it instead of inverting ``ACTION`` with ``atanh``, which
+  loses precision (and is infinite on a bound) where ``tanh`` saturates.
 * ``NEXT_OBSERVATION``: the observation after the step. On an episode end this is the *true* final
   observation, never the first observation of the next episode.
 * ``REWARD``: float ``[..., 1]``.
@@ -40,6 +43,7 @@ TRAJ_IDS = ("collector", "traj_ids")
 MASK = ("collector", "mask")
 
 # Written by networks.
+PRE_TANH_ACTION = "pre_tanh_action"
 STATE_ACTION_VALUE = "state_action_value"
 ACTION_VALUE = "action_value"
 CHOSEN_ACTION_VALUE = "chosen_action_value"

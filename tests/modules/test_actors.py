@@ -10,7 +10,7 @@ from tensordict.nn import InteractionType, set_interaction_type
 from torch import nn
 
 from trainers.envs.specs import Bounded
-from trainers.keys import ACTION, LOC, OBSERVATION, SAMPLE_LOG_PROB, SCALE
+from trainers.keys import ACTION, LOC, OBSERVATION, PRE_TANH_ACTION, SAMPLE_LOG_PROB, SCALE
 from trainers.modules import (
     ACTION_VALUE,
     CHOSEN_ACTION_VALUE,
@@ -38,16 +38,23 @@ def _actor(**kwargs) -> TanhNormalActor:
 def test_writes_keys_in_bounds_and_log_prob_matches_distribution():
     actor = _actor()
     td = actor(_obs())
-    assert set(actor.out_keys) == {LOC, SCALE, ACTION, SAMPLE_LOG_PROB}
+    assert set(actor.out_keys) == {LOC, SCALE, PRE_TANH_ACTION, ACTION, SAMPLE_LOG_PROB}
     action = td[ACTION]
     assert action.shape == (64, 2) and td[SAMPLE_LOG_PROB].shape == (64,)
     assert bool(
         ((action >= torch.tensor([-2.0, 0.0])) & (action <= torch.tensor([2.0, 1.0]))).all()
     )
-    # The stored log-prob is exactly what a loss recomputes: first PPO ratio == 1.
+    # The action is the rescaled tanh of the stored pre-tanh sample.
     torch.testing.assert_close(
-        actor.get_dist(td).log_prob(action), td[SAMPLE_LOG_PROB], rtol=0, atol=0
+        action, torch.tensor([0.0, 0.5]) + torch.tensor([2.0, 0.5]) * td[PRE_TANH_ACTION].tanh()
     )
+    # The stored log-prob is exactly what a loss recomputes: first PPO ratio == 1.
+    dist = actor.get_dist(td)
+    torch.testing.assert_close(
+        dist.log_prob_pre_tanh(td[PRE_TANH_ACTION]), td[SAMPLE_LOG_PROB], rtol=0, atol=0
+    )
+    # Away from saturation, inverting the action with atanh gives the same density.
+    torch.testing.assert_close(dist.log_prob(action), td[SAMPLE_LOG_PROB], rtol=1e-4, atol=1e-4)
 
 
 def test_actor_samples_follow_its_distribution():

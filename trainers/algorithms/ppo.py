@@ -133,7 +133,8 @@ class PPOTrainer(Trainer):
             dict.fromkeys(
                 [
                     *network_inputs,
-                    *(keys.ACTION, keys.SAMPLE_LOG_PROB, keys.ADVANTAGE, keys.VALUE_TARGET),
+                    *(keys.ACTION, keys.PRE_TANH_ACTION, keys.SAMPLE_LOG_PROB),
+                    *(keys.ADVANTAGE, keys.VALUE_TARGET),
                     *(keys.STATE_VALUE, keys.MASK),
                 ]
             )

@@ -30,6 +30,7 @@ from trainers.keys import (
     LOC,
     LOGITS,
     OBSERVATION,
+    PRE_TANH_ACTION,
     SAMPLE_LOG_PROB,
     SCALE,
 )
@@ -41,7 +42,7 @@ from trainers.modules.common import (
 from trainers.modules.distributions import (
     TanhNormal,
     tanh_bounds_constants,
-    tanh_normal_log_prob,
+    tanh_normal_log_prob_pre_tanh,
     tanh_normal_squash,
 )
 
@@ -95,8 +96,8 @@ def _bounds(action_spec: Any, low: Any, high: Any) -> tuple[torch.Tensor, torch.
 
 
 class TanhNormalActor(TensorDictModuleBase):
-    """A tanh-normal policy for box actions: writes ``loc``, ``scale``, ``action``,
-    ``sample_log_prob``.
+    """A tanh-normal policy for box actions: writes ``loc``, ``scale``, ``pre_tanh_action``,
+    ``action``, ``sample_log_prob``.
 
     ``network`` maps the observation to ``2 * action_dim`` outputs (loc, then raw scale), or to
     ``action_dim`` outputs (loc) when ``state_independent_scale`` is true, in which case the raw
@@ -108,8 +109,10 @@ class TanhNormalActor(TensorDictModuleBase):
     Exploration: with the interaction type unset or ``RANDOM`` the action is a sample; with
     ``DETERMINISTIC``, ``MODE``, ``MEAN`` or ``MEDIAN`` it is the mode ``tanh(loc)`` rescaled to
     the bounds (a tanh-normal's mean has no closed form; the mode is the deterministic action).
-    ``sample_log_prob`` is always ``log_prob(action)``, computed the same way the PPO loss
-    recomputes it, so that the first importance ratio of a batch is exactly one.
+    ``sample_log_prob`` is the log-probability of ``action``, computed from the normal sample
+    before ``tanh`` (``pre_tanh_action``), which the PPO loss scores the same way: exact where
+    ``tanh`` saturates (inverting a saturated action with ``atanh`` is not), no ``atanh`` per
+    step, and the first importance ratio of a batch is one.
 
     Args:
         network: module mapping the input to loc (and raw scale).
@@ -165,7 +168,7 @@ class TanhNormalActor(TensorDictModuleBase):
         self.scale_lb = scale_lb
         self.raw_scale = nn.Parameter(torch.zeros_like(low_t)) if state_independent_scale else None
         self.in_keys = key_list(in_keys)
-        self.out_keys = key_list([LOC, SCALE, ACTION, SAMPLE_LOG_PROB])
+        self.out_keys = key_list([LOC, SCALE, PRE_TANH_ACTION, ACTION, SAMPLE_LOG_PROB])
 
     @property
     def action_shape(self) -> torch.Size:
@@ -194,7 +197,8 @@ class TanhNormalActor(TensorDictModuleBase):
     def get_dist(self, tensordict: TensorDictBase) -> TanhNormal:
         """The action distribution at ``tensordict``'s observations (with gradients)."""
         loc, scale = self.loc_scale(read_input(tensordict, self.in_keys))
-        return TanhNormal(loc, scale, self.low, self.high)
+        constants = (self._center, self._half_range, self._log_const)
+        return TanhNormal(loc, scale, self.low, self.high, constants=constants)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         # TanhNormal's math without building the Distribution object (see the module docstring).
@@ -205,11 +209,15 @@ class TanhNormalActor(TensorDictModuleBase):
         else:
             x = loc
         action = tanh_normal_squash(x, self._center, self._half_range)
-        log_prob = tanh_normal_log_prob(
-            action, loc, scale, self._center, self._half_range, self._log_const
-        )
+        log_prob = tanh_normal_log_prob_pre_tanh(x, loc, scale, self._log_const)
         return tensordict.update(
-            {LOC: loc, SCALE: scale, ACTION: action, SAMPLE_LOG_PROB: log_prob}
+            {
+                LOC: loc,
+                SCALE: scale,
+                PRE_TANH_ACTION: x,
+                ACTION: action,
+                SAMPLE_LOG_PROB: log_prob,
+            }
         )
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:

@@ -86,6 +86,8 @@ class TanhNormal(D.Distribution):
         scale: standard deviation of the pre-tanh normal, same shape, positive.
         low: lower action bound (broadcastable to ``loc``).
         high: upper action bound (broadcastable to ``loc``), ``> low``.
+        constants: ``tanh_bounds_constants(low, high)`` when the caller holds them already
+            (an actor computes them once), so they are not recomputed per distribution.
 
     Examples:
         >>> import torch
@@ -109,12 +111,16 @@ class TanhNormal(D.Distribution):
         scale: torch.Tensor,
         low: torch.Tensor | float = -1.0,
         high: torch.Tensor | float = 1.0,
+        *,
+        constants: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         self.loc = loc
         self.scale = scale
         self.low = torch.as_tensor(low, dtype=loc.dtype, device=loc.device)
         self.high = torch.as_tensor(high, dtype=loc.dtype, device=loc.device)
-        self._center, self._half_range, self._log_const = tanh_bounds_constants(self.low, self.high)
+        if constants is None:
+            constants = tanh_bounds_constants(self.low, self.high)
+        self._center, self._half_range, self._log_const = constants
         # Argument validation syncs with the device and costs as much as the sampling itself.
         super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
 
@@ -146,6 +152,10 @@ class TanhNormal(D.Distribution):
         return tanh_normal_log_prob(
             value, self.loc, self.scale, self._center, self._half_range, self._log_const
         )
+
+    def log_prob_pre_tanh(self, pre_tanh: torch.Tensor) -> torch.Tensor:
+        """Log-probability of the action ``squash(pre_tanh)``, exact even where tanh saturates."""
+        return tanh_normal_log_prob_pre_tanh(pre_tanh, self.loc, self.scale, self._log_const)
 
     @property
     def mode(self) -> torch.Tensor:
