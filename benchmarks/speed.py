@@ -254,7 +254,10 @@ def build_trainrl(case: Case, settings: PPOSettings | SACSettings) -> tuple[Any,
             critic_coeff=settings.critic_coeff,
             normalize_advantage=True,
         )
-        optimizer = torch.optim.Adam(loss.parameters(), lr=settings.lr, eps=settings.adam_eps)
+        # fused=True: trainrl's configs default to the fused Adam kernel (configs/optim.py).
+        optimizer = torch.optim.Adam(
+            loss.parameters(), lr=settings.lr, eps=settings.adam_eps, fused=True
+        )
         trainer = PPOTrainer(
             collector=SyncDataCollector(
                 env, actor, frames_per_batch=settings.frames_per_batch, total_frames=total
@@ -292,7 +295,7 @@ def build_trainrl(case: Case, settings: PPOSettings | SACSettings) -> tuple[Any,
         frame_skip=1,
         optim_steps_per_batch=batch * settings.updates_per_frame,
         loss_module=loss,
-        optimizer=torch.optim.Adam(loss.parameters(), lr=settings.lr),
+        optimizer=torch.optim.Adam(loss.parameters(), lr=settings.lr, fused=True),
         replay_buffer=TensorDictReplayBuffer(
             storage=LazyTensorStorage(settings.buffer_size),
             sampler=RandomSampler(),
