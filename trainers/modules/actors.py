@@ -138,6 +138,8 @@ class TanhNormalActor(TensorDictModuleBase):
 
     low: torch.Tensor
     high: torch.Tensor
+    _scale_bias: torch.Tensor
+    _scale_lb: torch.Tensor
     _center: torch.Tensor
     _half_range: torch.Tensor
     _log_const: torch.Tensor
@@ -164,8 +166,11 @@ class TanhNormalActor(TensorDictModuleBase):
         # Derived from the bounds once, not at every step; recomputed by load_state_dict.
         for name, value in zip(_DERIVED, tanh_bounds_constants(low_t, high_t), strict=True):
             self.register_buffer(name, value, persistent=False)
-        self._scale_kind, self._scale_bias = _parse_scale_mapping(scale_mapping, scale_lb)
+        self._scale_kind, scale_bias = _parse_scale_mapping(scale_mapping, scale_lb)
         self.scale_lb = scale_lb
+        # As tensors: a Python number as an operand costs about twice as much per env step.
+        self.register_buffer("_scale_bias", torch.tensor(scale_bias), persistent=False)
+        self.register_buffer("_scale_lb", torch.tensor(float(scale_lb)), persistent=False)
         self.raw_scale = nn.Parameter(torch.zeros_like(low_t)) if state_independent_scale else None
         self.in_keys = key_list(in_keys)
         self.out_keys = key_list([LOC, SCALE, PRE_TANH_ACTION, ACTION, SAMPLE_LOG_PROB])
@@ -177,7 +182,7 @@ class TanhNormalActor(TensorDictModuleBase):
     def _map_scale(self, raw: torch.Tensor) -> torch.Tensor:
         if self._scale_kind == "exp":
             return raw.exp().clamp_min(self.scale_lb)
-        return F.softplus(raw + self._scale_bias) + self.scale_lb
+        return F.softplus(raw + self._scale_bias).add_(self._scale_lb)
 
     def loc_scale(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The pre-tanh normal's loc and scale for a network input."""
