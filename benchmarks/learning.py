@@ -55,6 +55,10 @@ class RunResult:
 CLEANRL_PPO = (
     "CleanRL ppo_continuous_action, MuJoCo v4, 1M steps (docs.cleanrl.dev/rl-algorithms/ppo)"
 )
+RL_ZOO_PPO_HALFCHEETAH = (
+    "RL Baselines3 Zoo ppo, HalfCheetah-v3, 1M steps, deterministic evaluation of one agent "
+    "(github.com/DLR-RM/rl-baselines3-zoo, benchmark.md)"
+)
 TASKS = [
     Task("ppo", "Pendulum-v1", 200_000, published="issue target: >= -200 within 200k frames"),
     Task("sac", "Pendulum-v1", 15_000, ("collector.init_random_frames=1000",),
@@ -65,6 +69,8 @@ TASKS = [
          published=f"2382.86 +- 271.74 ({CLEANRL_PPO})", preset="mujoco_ppo"),
     Task("ppo", "Walker2d-v5", 1_000_000, ("+preset=mujoco_ppo",),
          published=f"2287.95 +- 571.78 ({CLEANRL_PPO})", preset="mujoco_ppo"),
+    Task("ppo", "HalfCheetah-v5", 1_000_000, ("+preset=halfcheetah_ppo",),
+         published=f"5819 +- 663 ({RL_ZOO_PPO_HALFCHEETAH})", preset="halfcheetah_ppo"),
     Task("sac", "HalfCheetah-v5", 300_000, published="issue target: >= 5000 at 300k frames"),
     Task("sac", "Hopper-v5", 300_000),
 ]  # fmt: skip
