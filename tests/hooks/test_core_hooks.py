@@ -137,22 +137,115 @@ def test_optimizer_hook_clips_by_norm_like_torch():
     assert all(p.grad is None for p in trainer.loss_module.parameters())
 
 
-def test_two_optimizer_hooks_on_separate_loss_components():
-    torch.manual_seed(0)
-    a, b = torch.nn.Parameter(torch.ones(1)), torch.nn.Parameter(torch.ones(1))
-    shared = torch.nn.Parameter(torch.ones(1))
+def _grad_norms(trainer: Trainer, names: list[str]) -> list[dict[str, float]]:
+    """Records the logged gradient norms of every optimization step, after all hooks ran."""
+    norms: list[dict[str, float]] = []
+    trainer.register_op(
+        "optimizer", lambda losses: norms.append({n: float(losses[n]) for n in names})
+    )
+    return norms
+
+
+def _clip_coef(norm: float, clip_norm: float | None) -> float:
+    """torch.nn.utils.clip_grad_norm_'s scale: max_norm / (norm + 1e-6), at most 1."""
+    return 1.0 if clip_norm is None else min(1.0, clip_norm / (norm + 1e-6))
+
+
+@pytest.mark.parametrize("clip_norm", [None, 2.0])
+def test_two_optimizer_hooks_on_separate_loss_components(clip_norm):
+    """Each optimizer steps on the gradient of its own loss terms only, clipped on its own.
+
+    ``shared`` is in both losses' graphs but owned by ``opt_b``: its update must be the
+    gradient of ``loss_b`` alone, not of ``loss_a + loss_b``.
+    """
+    a = torch.nn.Parameter(torch.tensor([2.0]))
+    b = torch.nn.Parameter(torch.tensor([3.0]))
+    shared = torch.nn.Parameter(torch.tensor([0.5]))
+    means: list[float] = []
 
     def loss(td):
-        base = shared * td["observation"].mean()
+        m = 1.0 + td["observation"].mean()  # about 1: gradients of order 1
+        means.append(float(m))
+        base = shared * m
         return TensorDict({"loss_a": (a * base) ** 2, "loss_b": (b * base) ** 2}, [])
 
-    trainer = _trainer(loss_module=loss, optim_steps_per_batch=1, total_frames=8)
-    OptimizerHook(torch.optim.SGD([a], lr=0.1), ["loss_a"]).register(trainer, "opt_a")
-    OptimizerHook(torch.optim.SGD([b, shared], lr=0.1), ["loss_b"]).register(trainer, "opt_b")
-    trainer.train()  # would fail without retain_graph on the first hook
-    assert a.item() != 1.0 and b.item() != 1.0
+    trainer = _trainer(
+        loss_module=loss, optim_steps_per_batch=3, total_frames=8, clip_norm=clip_norm
+    )
+    lr = 0.1
+    OptimizerHook(torch.optim.SGD([a], lr=lr), ["loss_a"]).register(trainer, "opt_a")
+    OptimizerHook(torch.optim.SGD([b, shared], lr=lr), ["loss_b"]).register(trainer, "opt_b")
+    norms = _grad_norms(trainer, ["grad_norm_opt_a", "grad_norm_opt_b"] if clip_norm else [])
+    trainer.train()  # also fails without retain_graph on the first hook: the graphs overlap
+
+    ra, rb, rs = 2.0, 3.0, 0.5  # plain-Python reference of 3 SGD steps
+    assert len(means) == 3
+    for step, m in enumerate(means):
+        grad_a = 2 * ra * (rs * m) ** 2  # d/da (a s m)^2
+        grad_b = 2 * rb * (rs * m) ** 2  # d/db (b s m)^2
+        grad_s = 2 * rs * (rb * m) ** 2  # d/ds (b s m)^2, loss_b only
+        norm_a, norm_b = abs(grad_a), float(np.hypot(grad_b, grad_s))
+        if clip_norm is not None:
+            assert norms[step]["grad_norm_opt_a"] == pytest.approx(norm_a, rel=1e-5)
+            assert norms[step]["grad_norm_opt_b"] == pytest.approx(norm_b, rel=1e-5)
+        coef_a, coef_b = _clip_coef(norm_a, clip_norm), _clip_coef(norm_b, clip_norm)
+        ra -= lr * coef_a * grad_a
+        rb -= lr * coef_b * grad_b
+        rs -= lr * coef_b * grad_s
+    if clip_norm is not None:  # per hook: clips opt_b's gradient (about 9), not opt_a's (1)
+        assert norms[0]["grad_norm_opt_a"] < clip_norm < norms[0]["grad_norm_opt_b"]
+    assert a.item() == pytest.approx(ra, rel=1e-5)
+    assert b.item() == pytest.approx(rb, rel=1e-5)
+    assert shared.item() == pytest.approx(rs, rel=1e-5)
+    assert a.grad is None and b.grad is None and shared.grad is None
     with pytest.raises(KeyError, match="loss_c"):
         OptimizerHook(torch.optim.SGD([a], lr=0.1), ["loss_c"])(loss(_batch()))
+
+
+def test_a_later_hook_may_backpropagate_through_a_detached_view_of_earlier_parameters():
+    """SAC-like: the actor loss saved detached critic weights, which the critic hook steps.
+
+    The detached view shares the critic weight's version counter, so stepping the critic before
+    the actor's backward would fail with "modified by an inplace operation"; the actor's update
+    must use the critic weight of the forward pass.
+    """
+    w = torch.nn.Parameter(torch.tensor([1.5]))  # critic
+    theta = torch.nn.Parameter(torch.tensor([0.5]))  # actor
+    means: list[float] = []
+
+    def loss(td):
+        x = td["observation"].mean()
+        means.append(float(x))
+        return TensorDict(
+            {
+                "loss_qvalue": (w * x - 1.0) ** 2,
+                "loss_actor": -((w.detach() * theta * x) ** 2),  # saves w.detach() for backward
+            },
+            [],
+        )
+
+    trainer = _trainer(loss_module=loss, optim_steps_per_batch=2, total_frames=8)
+    lr = 0.1
+    OptimizerHook(torch.optim.SGD([w], lr=lr), ["loss_qvalue"]).register(trainer, "critic")
+    OptimizerHook(torch.optim.SGD([theta], lr=lr), ["loss_actor"]).register(trainer, "actor")
+    trainer.train()
+
+    rw, rt = 1.5, 0.5
+    for x in means:
+        grad_w = 2 * (rw * x - 1.0) * x
+        grad_t = -2 * rw**2 * rt * x**2  # uses the critic weight before its step
+        rw, rt = rw - lr * grad_w, rt - lr * grad_t
+    assert len(means) == 2
+    assert w.item() == pytest.approx(rw, rel=1e-5)
+    assert theta.item() == pytest.approx(rt, rel=1e-5)
+
+
+def test_optimizer_hooks_of_one_trainer_must_not_share_parameters():
+    p = torch.nn.Parameter(torch.ones(1))
+    trainer = _trainer()
+    OptimizerHook(torch.optim.SGD([p], lr=0.1), ["loss_a"]).register(trainer, "opt_a")
+    with pytest.raises(ValueError, match="'opt_b' and 'opt_a' share 1 parameter"):
+        OptimizerHook(torch.optim.SGD([p], lr=0.1), ["loss_b"]).register(trainer, "opt_b")
 
 
 def test_update_weights_interval_and_getter():

@@ -19,18 +19,24 @@ class OptimizerHook(TrainerHookBase):
     """Backward of the summed loss terms, gradient clipping, ``step`` and ``zero_grad``.
 
     Registered at the ``optimizer`` stage. Several hooks may each own an optimizer and a subset
-    of the loss terms (``loss_components``); earlier ones keep the autograd graph alive so later
-    ones can backpropagate through shared parts. Clipping follows the trainer's
-    ``clip_grad_norm``/``clip_norm``; the gradient norm before clipping is logged as
-    ``grad_norm`` (``grad_norm_<name>`` for a named hook).
+    of the loss terms (``loss_components``). The hooks registered on one trainer form a group:
+    each backpropagates its terms into its own optimizer's parameters only (a loss never leaks
+    gradient into another optimizer's parameters, even through a shared part of the graph), and
+    the last one of the group then clips, steps and zeroes every optimizer in registration order.
+    All backward passes thus see the parameters of the forward pass, also where a graph saved a
+    detached view of another optimizer's parameters (SAC's actor loss through the critic). The
+    group's optimizers must own disjoint parameters. A lone hook runs a plain ``backward()``.
+
+    Clipping follows the trainer's ``clip_grad_norm``/``clip_norm``, per optimizer; the gradient
+    norm before clipping is logged as ``grad_norm`` (``grad_norm_<name>`` for a named hook).
 
     Args:
         optimizer: the optimizer to step.
         loss_components: names of the loss entries to sum; None sums every ``loss*`` entry.
 
     Examples:
-        >>> OptimizerHook(actor_optim, ["loss_actor"]).register(trainer, "actor_optimizer")
         >>> OptimizerHook(critic_optim, ["loss_qvalue"]).register(trainer, "critic_optimizer")
+        >>> OptimizerHook(actor_optim, ["loss_actor"]).register(trainer, "actor_optimizer")
     """
 
     def __init__(
@@ -38,25 +44,51 @@ class OptimizerHook(TrainerHookBase):
     ) -> None:
         self.optimizer = optimizer
         self.loss_components = list(loss_components) if loss_components is not None else None
-        self.retain_graph = False
         self._params = [p for group in optimizer.param_groups for p in group["params"]]
         self._trainer: Trainer | None = None
+        self._name = "optimizer"
         self._norm_key = "grad_norm"
+        self._group: list[OptimizerHook] = [self]  # the hooks of one trainer, shared by all
 
     def register(self, trainer: Trainer, name: str | None = "optimizer") -> None:
         name = name or "optimizer"
-        for previous in trainer.ops(Stage.OPTIMIZER):
-            if isinstance(previous, OptimizerHook):
-                previous.retain_graph = True
+        previous = [op for op in trainer.ops(Stage.OPTIMIZER) if isinstance(op, OptimizerHook)]
+        own = {id(p) for p in self._params}
+        for other in previous:
+            shared = sum(id(p) in own for p in other._params)
+            if shared:
+                raise ValueError(
+                    f"OptimizerHook {name!r} and {other._name!r} share {shared} parameter(s); "
+                    "the optimizers of one trainer must own disjoint parameters"
+                )
         self._trainer = trainer
+        self._name = name
         self._norm_key = "grad_norm" if name == "optimizer" else f"grad_norm_{name}"
         trainer.register_module(name, self)
         trainer.register_op(Stage.OPTIMIZER, self)
+        if previous:
+            group = previous[0]._group
+            group.append(self)
+            self._group = group
 
     def __call__(self, losses: TensorDictBase) -> None:
         names = self._loss_names(losses)
         total = sum(losses.get(name) for name in names)
-        total.backward(retain_graph=self.retain_graph)
+        group = self._group
+        if len(group) == 1:
+            total.backward()
+            self._step(losses)
+            return
+        last = group[-1] is self
+        # Later hooks of the group may backpropagate through the same graph.
+        torch.autograd.backward(
+            total, inputs=[p for p in self._params if p.requires_grad], retain_graph=not last
+        )
+        if last:
+            for hook in group:
+                hook._step(losses)
+
+    def _step(self, losses: TensorDictBase) -> None:
         grad_norm = self._clip()
         if grad_norm is not None:
             losses.set(self._norm_key, grad_norm.detach())
