@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 from hydra.core.config_store import ConfigStore
 
+from configs import collectors, data, envs, logging, modules, objectives, optim, trainers
 from configs.collectors import (
     MultiaSyncDataCollectorConfig,
     MultiSyncDataCollectorConfig,
@@ -68,3 +72,23 @@ def register_configs() -> None:
     for group, options in GROUPS.items():
         for name, node in options.items():
             store.store(group=group, name=name, node=node)
+
+
+@functools.cache
+def schemas_by_target() -> dict[str, type]:
+    """Every schema that builds something, keyed by its ``_target_``.
+
+    Validation uses it for config nodes that carry no schema, such as the run's saved
+    ``config.yaml`` that ``--resume`` composes again.
+    """
+    found: dict[str, type] = {}
+    for module in (collectors, data, envs, logging, modules, objectives, optim, trainers):
+        for schema in vars(module).values():
+            if not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
+                continue
+            target = next(
+                (f.default for f in dataclasses.fields(schema) if f.name == "_target_"), None
+            )
+            if isinstance(target, str):
+                found[target] = schema
+    return found

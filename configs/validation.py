@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
 
 Rule = Callable[[Any], str | None]  # returns what is allowed, or None when the value is fine
 
@@ -84,8 +85,20 @@ def _problems(node: Any, seen: set[int]) -> list[str]:
     if not isinstance(node, DictConfig):
         return out
     schema = OmegaConf.get_type(node)
+    if not dataclasses.is_dataclass(schema):
+        # A plain node (e.g. from a run's saved config.yaml, composed again by --resume) is
+        # checked against the schema of what it builds: types, unknown keys, then ranges.
+        schema = _schema_of_target(node.get("_target_"))
+    bad_types: set[str] = set()
+    if schema is not None and not dataclasses.is_dataclass(OmegaConf.get_type(node)):
+        type_problems, bad_types = _type_problems(node, schema)
+        out += type_problems
     rules = (
-        {f.name: f.metadata["rule"] for f in dataclasses.fields(schema) if "rule" in f.metadata}
+        {
+            f.name: f.metadata["rule"]
+            for f in dataclasses.fields(schema)
+            if "rule" in f.metadata and f.name not in bad_types
+        }
         if dataclasses.is_dataclass(schema)
         else {}
     )
@@ -98,6 +111,37 @@ def _problems(node: Any, seen: set[int]) -> list[str]:
         elif key in rules and value is not None:
             out += _check(node, str(key), value, rules[str(key)])
     return out
+
+
+def _schema_of_target(target: Any) -> type | None:
+    from configs.store import schemas_by_target  # the schema modules import this one
+
+    return schemas_by_target().get(target) if isinstance(target, str) else None
+
+
+def _type_problems(node: DictConfig, schema: type) -> tuple[list[str], set[str]]:
+    """Unknown keys and values of the wrong type among ``node``'s own fields, and their keys.
+
+    Nested nodes are left to their own check (they have a ``_target_`` of their own).
+    """
+    own = {
+        key: value
+        for key, value in OmegaConf.to_container(node, resolve=False).items()  # type: ignore[union-attr]
+        if not isinstance(value, dict)
+    }
+    names = {f.name for f in dataclasses.fields(schema)}
+    bad = {str(key) for key in node if key not in names}
+    problems = [f"{node._get_full_key(key)}: Key '{key}' not in '{schema.__name__}'" for key in bad]
+    own = {k: v for k, v in own.items() if k not in bad}
+    while True:  # a merge stops at its first bad value: drop it and merge the rest again
+        try:
+            OmegaConf.merge(OmegaConf.structured(schema), own)
+            return problems, bad
+        except (ValidationError, ConfigKeyError) as err:
+            key = str(err.key)
+            problems.append(f"{node._get_full_key(key)}: {str(err.msg).splitlines()[0]}")
+            bad.add(key)
+            own.pop(key, None)
 
 
 def _check(node: DictConfig, key: str, value: Any, rule: Rule) -> list[str]:

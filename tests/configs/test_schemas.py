@@ -103,3 +103,37 @@ def test_all_reference_config_names_exist():
         "SoftUpdateConfig", "HardUpdateConfig",
     ):  # fmt: skip
         assert hasattr(configs, name), name
+
+
+def test_plain_nodes_are_checked_against_the_schema_of_their_target():
+    """A run's saved config.yaml (what --resume composes) carries no schemas: validation finds
+    them by ``_target_``, so types, unknown keys and ranges are checked all the same."""
+    from omegaconf import OmegaConf
+
+    from configs.validation import ConfigError, validate
+
+    def problems(node: dict) -> list[str]:
+        with pytest.raises(ConfigError) as err:
+            validate(OmegaConf.create(node))
+        return err.value.problems
+
+    adam = {"_target_": "torch.optim.Adam", "_partial_": True}
+    assert problems({"optimizer": {**adam, "lr": -1.0}}) == [
+        "optimizer.lr=-1.0: allowed is a number > 0"
+    ]
+    assert problems({"optimizer": {**adam, "lr": "fast"}}) == [
+        "optimizer.lr: Value 'fast' of type 'str' could not be converted to Float"
+    ]
+    env = {
+        "_target_": "trainers.envs.make_batched_env",
+        "num_workers": 0,
+        "create_env_fn": {
+            "_target_": "trainers.envs.TransformedEnv",
+            "base_env": {"_target_": "trainers.envs.GymEnv", "env_name": "Pendulum-v1", "skip": 2},
+        },
+    }
+    assert problems({"training_env": env}) == [
+        "training_env.num_workers=0: allowed is a number >= 1",
+        "training_env.create_env_fn.base_env.skip: Key 'skip' not in 'GymEnvConfig'",
+    ]
+    validate(OmegaConf.create({"optimizer": {**adam, "lr": 0.1}, "other": {"_target_": "x.Y"}}))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
 
-from tests.integration.runner import run_train
+from tests.integration.runner import SCRIPTS, run_train, subprocess_env
 
 CASES = [
     (
@@ -75,3 +77,20 @@ def test_sac_rejects_warmup_longer_than_training(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2
     assert "collector.init_random_frames=5000 must be < trainer.total_frames=1000" in result.stderr
+
+
+def test_resume_checks_new_overrides_like_a_fresh_run(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_train("ppo", run_dir).returncode == 0
+    for overrides, expected in (
+        (["optimizer.lr=-1"], "optimizer.lr=-1: allowed is a number > 0"),
+        (["optimizer.lr=fast"], "optimizer.lr: Value 'fast' of type 'str' could not be converted"),
+        (["trainer.total_frames=0"], "trainer.total_frames=0: allowed is a number >= 1"),
+    ):
+        result = subprocess.run(
+            [sys.executable, str(SCRIPTS["ppo"]), "--resume", str(run_dir), *overrides],
+            cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert expected in result.stderr
+        assert "Traceback" not in result.stderr
