@@ -135,6 +135,49 @@ def test_a_crash_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path,
     assert load_checkpoint(ckpt)["state"]["frames"] == 16
 
 
+class _PostEpochCounter(TrainerHookBase):
+    """Counts the batches whose ``post_epoch`` ran; checkpointed."""
+
+    def __init__(self):
+        self.count = 0
+
+    def register(self, trainer, name="post_epoch_counter"):
+        trainer.register_module(name, self)
+        trainer.register_op("post_epoch", self)
+
+    def __call__(self):
+        self.count += 1
+
+    def state_dict(self):
+        return {"count": self.count}
+
+    def load_state_dict(self, state_dict):
+        self.count = state_dict["count"]
+
+
+def test_a_periodic_checkpoint_holds_the_post_epoch_state_of_its_batch(tmp_path, backend):
+    ckpt = _checkpoint_path(tmp_path, backend)
+    killed = make_toy_trainer(total_frames=64, save_file=ckpt, save_interval=8)
+    _PostEpochCounter().register(killed)
+
+    def kill_at_third_batch(batch):
+        if killed.state.iteration == 3:
+            raise RuntimeError("killed")
+
+    killed.register_op("pre_epoch", kill_at_third_batch)
+    with pytest.raises(RuntimeError, match="killed"):
+        killed.train()
+
+    fresh = make_toy_trainer(total_frames=64, save_file=ckpt, save_interval=8)
+    counter = _PostEpochCounter()
+    counter.register(fresh)
+    fresh.load_from_file(ckpt)  # the save written for batch 2
+    assert fresh.state.frames == 16
+    assert counter.count == 2  # batch 2's post_epoch ran before its checkpoint
+    fresh.train()
+    assert counter.count == 8  # as in an uninterrupted run of 8 batches
+
+
 def test_directory_checkpoint_survives_a_crash_between_the_two_renames(tmp_path):
     ckpt = tmp_path / "ckpt"
     save_checkpoint({"x": torch.arange(3)}, ckpt, "torchsnapshot")

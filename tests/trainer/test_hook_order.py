@@ -24,7 +24,7 @@ GOLDEN_2_BATCHES_2_STEPS = [
 ]  # fmt: skip
 
 
-def _recording_trainer(calls: list[str], optim_steps: int = 2) -> Trainer:
+def _recording_trainer(calls: list[str], optim_steps: int = 2, **kwargs) -> Trainer:
     loss = LinearLoss()
     trainer = Trainer(
         collector=ToyCollector(frames_per_batch=8, total_frames=16),
@@ -33,6 +33,7 @@ def _recording_trainer(calls: list[str], optim_steps: int = 2) -> Trainer:
         optim_steps_per_batch=optim_steps,
         loss_module=loss,
         progress_bar=False,
+        **kwargs,
     )
     for stage in Stage:
 
@@ -49,6 +50,38 @@ def test_golden_hook_order_two_batches_two_optim_steps():
     calls: list[str] = []
     _recording_trainer(calls).train()
     assert calls == GOLDEN_2_BATCHES_2_STEPS
+
+
+class _RecordsCheckpoints:
+    """A checkpointed module that notes each checkpoint (its state_dict is read for each)."""
+
+    def __init__(self, calls: list[str]):
+        self.calls = calls
+
+    def state_dict(self):
+        self.calls.append("checkpoint")
+        return {}
+
+    def load_state_dict(self, state_dict):
+        del state_dict
+
+
+def test_periodic_checkpoints_are_written_after_post_epoch(tmp_path, monkeypatch):
+    monkeypatch.setenv("CKPT_BACKEND", "torch")
+    calls: list[str] = []
+    trainer = _recording_trainer(
+        calls, save_trainer_file=tmp_path / "c.pt", save_trainer_interval=8
+    )
+    trainer.register_module("records_checkpoints", _RecordsCheckpoints(calls))
+    trainer.train()
+    expected: list[str] = []
+    for stage in GOLDEN_2_BATCHES_2_STEPS:
+        if stage == "shutdown":
+            expected.append("checkpoint")  # the final one, forced at the end of training
+        expected.append(stage)
+        if stage == "post_epoch":
+            expected.append("checkpoint")  # every 8 frames: each batch
+    assert calls == expected
 
 
 def test_hook_order_matches_reference_loop_built_independently():

@@ -57,7 +57,7 @@ class Trainer:
         pre_epoch -> batch_process -> pre_steps_log -> pre_optim_steps
             -> optim_steps_per_batch x [process_optim_batch -> loss -> post_loss
                                         -> optimizer -> post_optim -> post_optim_log]
-            -> post_steps -> post_steps_log -> (log, save) -> post_epoch
+            -> post_steps -> post_steps_log -> (log) -> post_epoch -> (save)
 
     Optimization waits until the collector's ``init_random_frames`` (if any) were collected.
 
@@ -236,8 +236,10 @@ class Trainer:
             self._bar.update(frames)
         if state.frames - state.frames_at_last_log >= self.log_interval:
             self._flush_logs()
-        self.save_trainer()
         self._run(Stage.POST_EPOCH)
+        # After post_epoch: its state changes (early-stopping patience, evaluation results)
+        # belong to this batch's checkpoint.
+        self.save_trainer()
 
     def _optim_step(self, batch: TensorDictBase) -> None:
         self.state.optim_steps += 1
