@@ -8,6 +8,7 @@ worker is then forked from it in milliseconds, without inheriting the parent's t
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,3 +24,12 @@ def worker_context() -> ForkServerContext | SpawnContext:
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(_PRELOAD)  # takes effect if the server has not started yet
     return ctx
+
+
+def ignore_interrupts() -> None:
+    """Called first in a worker: Ctrl-C in a terminal signals the whole process group, and the
+    parent then finishes its batch, checkpoints and closes its workers itself.
+
+    SIGTERM keeps its default: the parent (and multiprocessing at exit) stops stragglers with it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
