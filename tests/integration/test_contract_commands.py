@@ -106,14 +106,24 @@ def test_help_lists_groups_options_and_default_config(algo):
     assert "--resume" in out
 
 
-def test_multirun_sweeps_give_one_run_dir_per_job(tmp_path):
+@pytest.mark.parametrize(
+    ("sweep", "expected"),
+    [
+        (["optimizer.lr=0.0001,0.001,0.01"], {(0.0001, 8), (0.001, 8), (0.01, 8)}),
+        (
+            ["optimizer.lr=0.0001,0.001", "training_env.num_workers=1,2"],
+            {(0.0001, 1), (0.0001, 2), (0.001, 1), (0.001, 2)},
+        ),
+    ],
+    ids=["lr", "lr_x_num_workers"],
+)
+def test_multirun_sweeps_give_one_run_dir_per_job(tmp_path, sweep, expected):
     result = subprocess.run(
         [
             sys.executable,
             str(SCRIPTS["ppo"]),
             "--multirun",
-            "optimizer.lr=0.0001,0.001",
-            "training_env.num_workers=1,2",
+            *sweep,
             "trainer.total_frames=512",
             "collector.frames_per_batch=256",
             "replay_buffer.batch_size=128",
@@ -129,13 +139,13 @@ def test_multirun_sweeps_give_one_run_dir_per_job(tmp_path):
     )
     _ok(result)
     jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
-    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    assert [p.name for p in jobs] == [str(i) for i in range(len(expected))]
     seen = set()
     for job in jobs:
         resolved = yaml.safe_load((job / "config_resolved.yaml").read_text())
         seen.add((resolved["optimizer"]["lr"], resolved["training_env"]["num_workers"]))
         assert (job / "checkpoint.pt").exists()
-    assert seen == {(0.0001, 1), (0.0001, 2), (0.001, 1), (0.001, 2)}
+    assert seen == expected
 
 
 @pytest.mark.parametrize("collector", ["multi_sync", "multi_async"])
