@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -176,6 +178,74 @@ def test_a_periodic_checkpoint_holds_the_post_epoch_state_of_its_batch(tmp_path,
     assert counter.count == 2  # batch 2's post_epoch ran before its checkpoint
     fresh.train()
     assert counter.count == 8  # as in an uninterrupted run of 8 batches
+
+
+def _temporaries(ckpt: Path) -> list[str]:
+    return sorted(p.name for p in ckpt.parent.iterdir() if p.name.startswith(f".{ckpt.name}.tmp-"))
+
+
+def test_the_next_save_removes_temporaries_left_by_failed_or_killed_saves(tmp_path, backend):
+    ckpt = _checkpoint_path(tmp_path, backend)
+    trainer = make_toy_trainer(total_frames=16, save_file=ckpt)
+    fragile = _Unpicklable()
+    fragile.register(trainer)
+    fragile.fail = True
+    with pytest.raises(Exception):  # noqa: B017 - pickling a lambda fails, type varies
+        trainer.save_trainer(force=True)
+    assert _temporaries(ckpt) == [f".{ckpt.name}.tmp-{os.getpid()}"]  # the failed save's
+    killed_file = tmp_path / f".{ckpt.name}.tmp-999999"  # as if a process was killed mid-save
+    killed_file.write_bytes(b"partial")
+    killed_dir = tmp_path / f".{ckpt.name}.tmp-999998"
+    (killed_dir / "tensors").mkdir(parents=True)
+    unrelated = tmp_path / ".other.pt.tmp-999999"  # another checkpoint's: not ours to remove
+    unrelated.write_bytes(b"x")
+
+    fragile.fail = False
+    trainer.save_trainer(force=True)
+    assert _temporaries(ckpt) == []
+    assert unrelated.exists()
+    assert load_checkpoint(ckpt)["state"]["frames"] == 0
+
+
+def test_truncated_and_foreign_checkpoint_directories_give_clear_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("CKPT_BACKEND", "torchsnapshot")
+    good = tmp_path / "good"
+    save_checkpoint({"x": torch.arange(1000.0), "y": torch.ones(3)}, good, "torchsnapshot")
+
+    def fails(path: Path, message: str) -> None:
+        with pytest.raises(CheckpointError, match=re.escape(str(path)) + ".*" + message):
+            load_checkpoint(path)
+
+    foreign = tmp_path / "foreign"  # a random folder
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("hello")
+    fails(foreign, "directory without meta.pt")
+    with pytest.raises(CheckpointError, match=re.escape(str(foreign))):
+        make_toy_trainer(total_frames=8).load_from_file(foreign)
+
+    truncated_meta = tmp_path / "truncated_meta"
+    shutil.copytree(good, truncated_meta)
+    meta = truncated_meta / "meta.pt"
+    meta.write_bytes(meta.read_bytes()[:100])
+    fails(truncated_meta, "truncated or foreign")
+
+    foreign_meta = tmp_path / "foreign_meta"
+    shutil.copytree(good, foreign_meta)
+    torch.save({"model": torch.ones(2)}, foreign_meta / "meta.pt")
+    fails(foreign_meta, "not written by trainrl")
+
+    truncated_tensor = tmp_path / "truncated_tensor"
+    shutil.copytree(good, truncated_tensor)
+    tensor_files = sorted((truncated_tensor / "tensors").glob("*.memmap"))
+    big = max(tensor_files, key=lambda f: f.stat().st_size)
+    big.write_bytes(big.read_bytes()[:1000])
+    fails(truncated_tensor, "truncated: .*has 1000 bytes, 4000 expected")
+    assert big.stat().st_size == 1000  # reading did not pad the file with zeros
+
+    no_tensors = tmp_path / "no_tensors"
+    shutil.copytree(good, no_tensors)
+    shutil.rmtree(no_tensors / "tensors")
+    fails(no_tensors, "truncated: .*has 0 bytes")
 
 
 def test_directory_checkpoint_survives_a_crash_between_the_two_renames(tmp_path):

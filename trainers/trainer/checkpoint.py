@@ -8,8 +8,10 @@ it is unmaintained and does not support current torch; the directory format belo
 property (tensors larger than memory) with one dependency fewer.
 
 Both backends write to a temporary path first and rename it into place, so a crash during a save
-leaves the previous checkpoint intact, and both load with ``torch.load(weights_only=True)``:
-a checkpoint cannot execute code.
+leaves the previous checkpoint intact; each save first removes the temporaries that failed or
+killed saves of the same checkpoint left behind (one writer per checkpoint path). Both load with
+``torch.load(weights_only=True)``: a checkpoint cannot execute code. A directory records the size
+of each tensor file, so a truncated one is rejected instead of read back padded with zeros.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ _META_FILE = "meta.pt"
 _TENSORS_DIR = "tensors"
 _TENSOR_REF = "__tensor_ref__"
 _TENSORDICT = "__tensordict__"
+_TENSOR_BYTES = "tensor_bytes"  # in meta.pt: the byte size of each tensor file
 # Tensors at least this large are returned memory-mapped by the directory backend; smaller ones
 # (parameters, optimizer moments) are read into ordinary tensors so training never writes through
 # to the checkpoint's files.
@@ -51,7 +54,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path, backend: str) -> No
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "state": _encode(state)}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _remove_temporaries(path)
+    tmp = path.with_name(f"{_tmp_prefix(path)}{os.getpid()}")
     if backend == "torch":
         with open(tmp, "wb") as f:
             torch.save(payload, f)
@@ -70,23 +74,45 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         path = _previous_dir(path)  # a crash happened between the two renames of a save
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        payload = _read_directory(path) if path.is_dir() else torch.load(path, weights_only=True)
-    except Exception as err:  # truncated files raise a zoo of pickle/zip errors
-        raise CheckpointError(
-            f"{path} is not a readable trainrl checkpoint (truncated or foreign file): {err}"
-        ) from err
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} was not written by trainrl (no {FORMAT!r} marker)")
+    payload = _read_directory(path) if path.is_dir() else _load_marked(path, path)
     return _decode(payload["state"])
 
 
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.tmp-"
+
+
+def _remove_temporaries(path: Path) -> None:
+    """Removes what earlier saves of ``path`` that raised or were killed left behind."""
+    prefix = _tmp_prefix(path)
+    for stale in path.parent.iterdir():
+        if not stale.name.startswith(prefix):
+            continue
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+def _load_marked(file: Path, path: Path) -> dict[str, Any]:
+    """``torch.load``s ``file`` (part of checkpoint ``path``) and checks trainrl's marker."""
+    try:
+        payload = torch.load(file, weights_only=True)
+    except Exception as err:  # truncated files raise a zoo of pickle/zip errors
+        what = "file" if file == path else file.name
+        raise CheckpointError(
+            f"{path} is not a readable trainrl checkpoint (truncated or foreign {what}): {err}"
+        ) from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} was not written by trainrl (no {FORMAT!r} marker)")
+    return payload
+
+
 def _write_directory(payload: dict[str, Any], tmp: Path) -> None:
-    if tmp.exists():
-        shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     tensors: dict[str, Any] = {}
     meta = _extract_tensors(payload, tensors)
+    meta[_TENSOR_BYTES] = {key: t.numel() * t.element_size() for key, t in tensors.items()}
     # memmap() streams each tensor to its own file; memory-mapped sources are copied page-wise.
     TensorDict(tensors, batch_size=[]).memmap(tmp / _TENSORS_DIR)
     with open(tmp / _META_FILE, "wb") as f:
@@ -95,10 +121,31 @@ def _write_directory(payload: dict[str, Any], tmp: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _read_directory(path: Path) -> Any:
-    meta = torch.load(path / _META_FILE, weights_only=True)
-    tensors = TensorDict.load_memmap(path / _TENSORS_DIR)
-    return _insert_tensors(meta, tensors)
+def _read_directory(path: Path) -> dict[str, Any]:
+    meta_file = path / _META_FILE
+    if not meta_file.is_file():
+        raise CheckpointError(
+            f"{path} is a directory without {_META_FILE}, so not a trainrl checkpoint "
+            f"(CKPT_BACKEND=torchsnapshot writes {_META_FILE} and {_TENSORS_DIR}/)"
+        )
+    meta = _load_marked(meta_file, path)
+    # Checked before reading: a memory-mapped read pads a short file with zeros, silently.
+    # Directories written before the sizes were recorded have none to check.
+    for key, expected in meta.get(_TENSOR_BYTES, {}).items():
+        file = path / _TENSORS_DIR / f"{key}.memmap"  # tensordict's name for entry ``key``
+        size = file.stat().st_size if file.is_file() else 0  # empty tensors have no file
+        if size != expected:
+            raise CheckpointError(
+                f"{path} is truncated: its tensor file {file} has {size} bytes, {expected} expected"
+            )
+    try:
+        tensors = TensorDict.load_memmap(path / _TENSORS_DIR)
+        return _insert_tensors(meta, tensors)
+    except Exception as err:
+        raise CheckpointError(
+            f"{path} is not a readable trainrl checkpoint (truncated or foreign "
+            f"{_TENSORS_DIR}/ directory): {err}"
+        ) from err
 
 
 def _previous_dir(path: Path) -> Path:
