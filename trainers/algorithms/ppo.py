@@ -38,7 +38,8 @@ class PPOTrainer(Trainer):
         num_epochs: passes over each batch.
         gamma: discount.
         lmbda: GAE lambda.
-        optim_steps_per_batch: default ``num_epochs * ceil(frames_per_batch / batch_size)``.
+        optim_steps_per_batch: default ``num_epochs * ceil(frames_per_batch / batch_size)``
+            (``floor`` when the sampler drops the last incomplete minibatch, ``drop_last``).
         enable_logging, log_rewards, log_actions, log_observations: which batch metrics to log.
         anneal_lr: decay the learning rate linearly to 0 over ``total_frames`` (stepped once
             per batch), as in the PPO paper's MuJoCo setup; logged as ``lr``.
@@ -88,7 +89,8 @@ class PPOTrainer(Trainer):
         if num_epochs < 1:
             raise ValueError(f"PPOTrainer: num_epochs must be >= 1, got {num_epochs}")
         frames_per_batch = getattr(collector, "frames_per_batch", None)
-        replay_buffer = replay_buffer or _default_minibatch_buffer(frames_per_batch, batch_size)
+        if replay_buffer is None:  # not `or`: an empty buffer is falsy (it has a __len__)
+            replay_buffer = _default_minibatch_buffer(frames_per_batch, batch_size)
         batch_size = batch_size or replay_buffer.batch_size
         if batch_size is None or batch_size < 1:
             raise ValueError(f"PPOTrainer: batch_size must be >= 1, got {batch_size}")
@@ -103,7 +105,9 @@ class PPOTrainer(Trainer):
                     "PPOTrainer: pass optim_steps_per_batch, or a collector that exposes "
                     "frames_per_batch so it can be derived from num_epochs"
                 )
-            optim_steps_per_batch = num_epochs * math.ceil(frames_per_batch / batch_size)
+            optim_steps_per_batch = num_epochs * _steps_per_epoch(
+                frames_per_batch, batch_size, replay_buffer.sampler.drop_last
+            )
         super().__init__(
             collector=collector,
             total_frames=total_frames,
@@ -174,6 +178,19 @@ class PPOTrainer(Trainer):
         present = batch.keys(include_nested=True, leaves_only=True)
         self._rb_trainer.extend(batch.select(*[k for k in self._loss_keys if k in present]))
         return batch
+
+
+def _steps_per_epoch(frames_per_batch: int, batch_size: int, drop_last: bool) -> int:
+    """Minibatches in one pass over a batch; with ``drop_last`` the short last one is skipped."""
+    if not drop_last:
+        return math.ceil(frames_per_batch / batch_size)
+    if batch_size > frames_per_batch:
+        raise ValueError(
+            f"PPOTrainer: batch_size={batch_size} is larger than frames_per_batch="
+            f"{frames_per_batch} and the sampler drops incomplete minibatches (drop_last=True), "
+            "so no minibatch would be drawn; lower batch_size or use drop_last=False"
+        )
+    return frames_per_batch // batch_size
 
 
 def _default_minibatch_buffer(frames_per_batch: int | None, batch_size: int | None) -> ReplayBuffer:
