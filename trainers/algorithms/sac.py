@@ -109,7 +109,7 @@ class SACTrainer(Trainer):
             TargetNetUpdaterHook(target_net_updater).register(self)
         register_weight_updates(self, collector, loss_module.actor_network)
         actor_inputs = getattr(loss_module.actor_network, "in_keys", [keys.OBSERVATION])
-        self._transition_keys = [*actor_inputs, keys.ACTION, keys.NEXT]
+        self._transition_keys = [*actor_inputs, keys.ACTION, keys.NEXT, keys.MASK]
         if enable_logging:
             register_batch_logging(
                 self,
@@ -121,5 +121,9 @@ class SACTrainer(Trainer):
             UTDRHook().register(self)
 
     def _transitions_only(self, batch: TensorDictBase) -> TensorDictBase:
-        """Drops what the collecting policy wrote (its random warm-up batches write none)."""
+        """Drops what the collecting policy wrote (its random warm-up batches write none).
+
+        The collector's validity mask stays, so that the buffer and the batch metrics skip
+        padding frames.
+        """
         return batch.select(*self._transition_keys, strict=False)
