@@ -23,9 +23,11 @@ def register_batch_logging(
 ) -> None:
     """Registers the reference metrics over collected batches.
 
-    ``done_percentage``, ``r_training`` (+ std, on the progress bar), ``r_max``, ``r_total``
-    (best finished-episode return so far in the batch), ``action_norm``, ``obs_norm``, and
-    ``episode_return``/``episode_length`` (means over episodes ended since the last log).
+    ``done_percentage`` (share of frames that end an episode), ``r_training`` (+ std, on the
+    progress bar), ``r_max``, ``r_total`` (the largest running episode return at any frame of
+    the batch, finished episodes or not), ``action_norm``, ``obs_norm``, and
+    ``episode_return``/``episode_length`` (means over episodes ended since the last log). The
+    per-batch values are averaged over the batches since the last log.
     In async mode the collected batches never pass through the trainer, so these read the
     sampled optimization batch at ``post_optim_log`` instead.
     """
