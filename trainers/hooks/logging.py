@@ -269,9 +269,10 @@ class EpisodeWriter(TrainerHookBase):
     """Appends one CSV row ``frames,return,length`` per finished episode to ``path``.
 
     The per-episode record that learning curves and "mean of the last 100 episodes" need;
-    ``frames`` is the trainer's frame count at the end of the batch the episode ended in. It
-    syncs once per batch. On resume, rows written after the checkpoint are dropped, so a resumed
-    run's file matches an uninterrupted one.
+    ``frames`` is the trainer's frame count at the end of the batch the episode ended in.
+    Padding frames (``("collector", "mask")`` false) are skipped, as in
+    :class:`LogEpisodeStats`. It syncs once per batch. On resume, rows written after the
+    checkpoint are dropped, so a resumed run's file matches an uninterrupted one.
 
     Examples:
         >>> EpisodeWriter("episodes.csv").register(trainer)
@@ -296,6 +297,9 @@ class EpisodeWriter(TrainerHookBase):
         if done is None or returns is None or lengths is None:
             return
         mask = done.reshape(-1)
+        valid = batch.get(keys.MASK, None)
+        if valid is not None:
+            mask = mask & valid.reshape(-1)
         ended = torch.stack(
             [returns.reshape(-1)[mask].double(), lengths.reshape(-1)[mask].double()]
         )
