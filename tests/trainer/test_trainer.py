@@ -116,6 +116,22 @@ def test_logger_writes_are_throttled_by_log_interval_and_average_in_between():
     assert [row["batch_index"] for row in logger.rows] == [1.0, 4.0, 6.5]
 
 
+def test_log_pbar_values_reach_the_progress_bar_and_other_values_do_not(capsys):
+    trainer = _trainer(progress_bar=True, log_interval=32, total_frames=32)  # one write
+    trainer.register_op(
+        "post_steps_log",
+        lambda batch: {"pbar_metric": trainer.state.frames / 16, "log_pbar": True},
+    )
+    trainer.register_op("pre_steps_log", lambda batch: {"hidden_metric": 7.0})
+    trainer.train()
+    bar = capsys.readouterr().err  # tqdm writes to stderr
+    assert trainer.logged["pbar_metric"] == 1.25  # mean of 8/16, 16/16, 24/16, 32/16
+    assert "32/32" in bar
+    assert "pbar_metric=1.25" in bar
+    assert "hidden_metric" not in bar and "loss_mse" not in bar
+    assert trainer.logged["hidden_metric"] == 7.0  # logged, just not shown
+
+
 def test_seed_makes_runs_identical_and_different_seeds_differ():
     def final_weights(seed):
         trainer = make_toy_trainer(seed=seed)
