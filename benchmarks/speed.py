@@ -325,6 +325,12 @@ def worker(case: Case) -> dict[str, Any]:
 
     torch.set_num_threads(case.threads)
     load_before = os.getloadavg()[0]
+    if case.contender == "floor":
+        settings = SETTINGS[case.setting]
+        assert isinstance(settings, SACSettings)
+        fps = 1000 / sac_gemm_floor_ms(case.env, settings, case.threads)
+        load = (load_before + os.getloadavg()[0]) / 2
+        return {"case": case.__dict__, "frames": 0, "fps": fps, "load": load}
     marks, start = RUNNERS[case.contender](case, SETTINGS[case.setting])
     frames, wall, cpu = window(marks, start)
     return {
@@ -353,7 +359,8 @@ def plan(quick: bool, threads: list[int], sac_threads: list[int]) -> list[Case]:
             timed = 500 if quick else 1000
         for env in ENVS:
             for n in sac_threads if setting == "sac" else threads:
-                for contender in CONTENDERS:
+                extra = ("floor",) if setting == "sac" else ()
+                for contender in (*CONTENDERS, *extra):
                     cases.append(Case(contender, setting, env, n, timed))
     return cases
 
@@ -433,6 +440,7 @@ def report(results: list[dict[str, Any]]) -> list[str]:
     )
     for setting, threads in tables:
         settings = SETTINGS[setting]
+        floor = isinstance(settings, SACSettings)
         lines += [
             "",
             f"### {setting}, torch threads = {threads}",
@@ -440,8 +448,12 @@ def report(results: list[dict[str, Any]]) -> list[str]:
             f"{settings.describe()}.",
             "",
             "| env | raw SyncVectorEnv | minimal loop | SB3 | trainrl | trainrl/SB3 "
-            "| trainrl/minimal | trainrl/raw | runs x timed frames | load |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| trainrl/minimal | trainrl/raw |"
+            + (" GEMM floor (trainrl/floor) |" if floor else "")
+            + " runs x timed frames | load |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            + (" ---: |" if floor else "")
+            + " ---: | ---: |",
         ]
         for env in ENVS:
             row = by_key.get((setting, threads, env))
@@ -453,6 +465,8 @@ def report(results: list[dict[str, Any]]) -> list[str]:
             loads = [r["load"] for v in row.values() for r in v]
             cells = [f"{best[k]:,.0f}" if k in best else "-" for k in CONTENDERS]
             ratios = [_ratios(best, median, k) for k in ("sb3", "minimal", "raw")]
+            if "floor" in best:
+                ratios.append(f"{best['floor']:,.0f} ({_ratios(best, median, 'floor')})")
             lines.append(
                 f"| {env} | {' | '.join(cells)} | {' | '.join(ratios)} "
                 f"| {len(runs)} x {runs[0]['frames']:,} | {statistics.mean(loads):.1f} |"
@@ -462,9 +476,57 @@ def report(results: list[dict[str, Any]]) -> list[str]:
         "frames/s: wall clock over the timed window, best of the runs (other jobs on the machine "
         "can only slow a run down). Ratios: from the best runs in bold, from the median runs in "
         "parentheses. load: mean 1-minute load average during the row's runs (2 = both cores "
-        "busy). Raw stepping times at least 20,000 frames.",
+        "busy). Raw stepping times at least 20,000 frames. GEMM floor (SAC): the frames/s "
+        "an implementation would reach if an update cost only its matrix products "
+        "(`sac_gemm_floor_ms`), one update per frame.",
     ]
     return lines
+
+
+# The GEMM floor of SAC ------------------------------------------------------------------------
+
+
+def sac_gemm_floor_ms(env: str, settings: SACSettings, threads: int, repeats: int = 30) -> float:
+    """Milliseconds of the matrix products alone in one SAC update, on this CPU.
+
+    The products any fp32 implementation must compute per update (batch ``B``): forward
+    passes of the actor on ``s'`` and ``s``, of the two target critics, of the two critics on
+    ``(s, a)`` and on ``(s, a~pi)``; backward passes through the critics (weight and input
+    gradients), through the frozen critics of the actor loss (input gradients only) and
+    through the actor. Elementwise work, sampling and the optimizer come on top.
+    """
+    import gymnasium as gym
+    import torch
+
+    torch.set_num_threads(threads)
+    spec = gym.make(env)
+    obs, act = spec.observation_space.shape[0], spec.action_space.shape[0]
+    batch, (h1, h2) = settings.batch_size, settings.num_cells
+    actor = [(obs, h1), (h1, h2), (h2, 2 * act)]
+    critic = [(obs + act, h1), (h1, h2), (h2, 1)]
+    products = []  # (rows, inner, cols) of each product
+    for layers, passes in ((actor, 2), (critic, 6)):  # forward passes
+        products += [(batch, n_in, n_out) for n_in, n_out in layers] * passes
+    for layers, networks, weight_grads, first_input_grad in (
+        (critic, 2, True, False),  # critic loss
+        (critic, 2, False, True),  # actor loss through the frozen critics: d/d action only
+        (actor, 1, True, False),  # actor loss
+    ):
+        for i, (n_in, n_out) in enumerate(layers):
+            if weight_grads:
+                products += [(n_in, batch, n_out)] * networks  # dW = X^T dY
+            if i > 0 or first_input_grad:
+                products += [(batch, n_out, n_in)] * networks  # dX = dY W^T
+    operands = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in products]
+    for a, b in operands:  # warm-up
+        torch.mm(a, b)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for a, b in operands:
+            torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 1000 * best
 
 
 # Profiling ----------------------------------------------------------------------------------
