@@ -14,7 +14,7 @@
 | ``post_optim_log`` | after ``post_optim`` | the sub-batch | a dict to log, or None |
 | ``post_steps`` | after all optimization steps of a batch (skipped during warm-up) | nothing | ignored |
 | ``post_steps_log`` | after ``post_steps`` | the batch | a dict to log, or None |
-| ``post_epoch`` | at the end of each batch iteration (after logging and saving) | nothing | ignored |
+| ``post_epoch`` | at the end of each batch iteration (after logging; the periodic checkpoint follows it) | nothing | ignored |
 | ``shutdown`` | once, when training ends for any reason (also on errors and Ctrl-C) | nothing | ignored |
 
 A logging hook's dict may hold the reserved key ``"log_pbar"`` (bool): its values are then also
