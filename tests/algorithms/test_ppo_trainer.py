@@ -19,6 +19,7 @@ from tests.algorithms._common import (
 )
 from trainers import keys
 from trainers.algorithms import PPOTrainer
+from trainers.collectors import SyncDataCollector
 from trainers.data import (
     LazyTensorStorage,
     PrioritizedSampler,
@@ -26,6 +27,9 @@ from trainers.data import (
     ReplayBuffer,
     SamplerWithoutReplacement,
 )
+from trainers.envs import GymEnv
+from trainers.modules import make_tanh_normal_actor, make_value_network
+from trainers.objectives import ClipPPOLoss
 from trainers.trainer.stages import Stage
 from trainers.trainer.trainer import TrainerState
 
@@ -267,3 +271,16 @@ def test_rejects_a_replay_buffer_that_samples_with_replacement(sampler):
     )
     with pytest.raises(ValueError, match="sampled without replacement"):
         make_ppo(replay_buffer=buffer)
+
+
+def test_rejects_a_loss_whose_own_gae_disagrees_with_the_trainer():
+    env = GymEnv("Pendulum-v1")
+    actor = make_tanh_normal_actor(env, num_cells=[16])
+    critic = make_value_network(env, num_cells=[16])
+    collector = SyncDataCollector(env, actor, frames_per_batch=40, total_frames=80)
+    common = dict(collector=collector, total_frames=80, batch_size=16, progress_bar=False)
+    agreeing = ClipPPOLoss(actor, critic, gamma=0.9, lmbda=0.95)
+    PPOTrainer(loss_module=agreeing, gamma=0.9, lmbda=0.95, **common)
+    disagreeing = ClipPPOLoss(actor, critic, gamma=0.99, lmbda=0.95)
+    with pytest.raises(ValueError, match=r"gamma=0.9, lmbda=0.95, but the loss was built with"):
+        PPOTrainer(loss_module=disagreeing, gamma=0.9, lmbda=0.95, **common)

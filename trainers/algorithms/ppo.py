@@ -88,6 +88,13 @@ class PPOTrainer(Trainer):
             )
         if num_epochs < 1:
             raise ValueError(f"PPOTrainer: num_epochs must be >= 1, got {num_epochs}")
+        own_gae = getattr(loss_module, "value_estimator", None)
+        if own_gae is not None and (own_gae.gamma, own_gae.lmbda) != (gamma, lmbda):
+            raise ValueError(
+                f"PPOTrainer: gamma={gamma}, lmbda={lmbda}, but the loss was built with "
+                f"gamma={own_gae.gamma}, lmbda={own_gae.lmbda}; the trainer computes the "
+                "advantages, so give the same values to both (or none to the loss)"
+            )
         frames_per_batch = getattr(collector, "frames_per_batch", None)
         if replay_buffer is None:  # not `or`: an empty buffer is falsy (it has a __len__)
             replay_buffer = _default_minibatch_buffer(frames_per_batch, batch_size)
