@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,9 @@ def gif_colors(data: bytes) -> list[tuple[int, int, int]]:
 
 
 COLORS = [(0, 0, 0), (255, 0, 0), (0, 255, 0), (0, 0, 255)]
+# Steps 1..5 logged with value = step, a checkpoint at step 3, steps 4..6 logged again after the
+# resume with value = 10 * step: what the resume tests read back, each step once.
+RESUMED_CURVE = [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0), (5, 50.0), (6, 60.0)]
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -135,6 +139,43 @@ def test_csv_step_none_counts_per_name_and_resumes_from_state_dict(tmp_path):
     assert rows == [["step", "value"], ["0", "1.0"], ["1", "2.0"], ["2", "3.0"], ["3", "5.0"]]
 
 
+def test_csv_resume_drops_rows_logged_after_the_checkpoint(tmp_path):
+    # A run logs steps 1..5 but is killed after its checkpoint at step 3 ...
+    killed = CSVLogger("run", log_dir=tmp_path)
+    for step in range(1, 6):
+        if step == 4:
+            killed.log_scalar("late", -1.0, step=step)  # first logged after the checkpoint
+        killed.log_scalars({"a": float(step), "train/b": -step}, step=step)
+        if step == 3:
+            state = killed.state_dict()
+    killed.close()
+    a_path = tmp_path / "run" / "scalars" / "a.csv"
+    with a_path.open("a") as file:
+        file.write("6,0.12")  # a row cut short by the kill: no newline
+    # ... and the resumed run logs 4..6 again, with other values.
+    with CSVLogger("run", log_dir=tmp_path) as resumed:
+        resumed.load_state_dict(state)
+        for step in range(4, 7):
+            resumed.log_scalars({"a": 10.0 * step, "train/b": -10.0 * step}, step=step)
+    a_rows = read_rows(a_path)
+    assert a_rows[0] == ["step", "value"]
+    assert [(int(s), float(v)) for s, v in a_rows[1:]] == RESUMED_CURVE
+    b_rows = read_rows(tmp_path / "run" / "scalars" / "train" / "b.csv")
+    assert [(int(s), -float(v)) for s, v in b_rows[1:]] == RESUMED_CURVE
+    assert read_rows(tmp_path / "run" / "scalars" / "late.csv") == [["step", "value"]]
+    assert not list((tmp_path / "run" / "scalars").rglob("*.tmp"))
+
+
+def test_csv_resume_leaves_files_alone_when_nothing_was_logged_after(tmp_path):
+    with CSVLogger("run", log_dir=tmp_path) as logger:
+        logger.log_scalars({"a": 1.0}, step=1)
+        state = logger.state_dict()
+    path = tmp_path / "run" / "scalars" / "a.csv"
+    modified = path.stat().st_mtime_ns
+    CSVLogger("run", log_dir=tmp_path).load_state_dict(state)
+    assert path.stat().st_mtime_ns == modified
+
+
 def test_csv_names_mapping_to_the_same_file_raise(tmp_path):
     with CSVLogger("run", log_dir=tmp_path) as logger:
         logger.log_scalar("loss actor", 1.0, step=0)
@@ -195,6 +236,28 @@ def test_tensorboard_scalars_hparams_and_video_read_back(tmp_path):
     (image,) = events.Images("eval")
     assert (image.step, image.width, image.height) == (200, 6, 6)
     assert gif_colors(image.encoded_image_string) == COLORS
+
+
+def test_tensorboard_resume_purges_events_logged_after_the_checkpoint(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with TensorboardLogger("run", log_dir=tmp_path) as killed:
+        for step in range(1, 6):
+            killed.log_scalars({"a": float(step), "train/b": -step}, step=step)
+            if step == 3:
+                state = killed.state_dict()
+    # Event files sort by their name, which starts with the time in seconds.
+    time.sleep(1 - time.time() % 1 + 0.01)
+    with TensorboardLogger("run", log_dir=tmp_path) as resumed:
+        resumed.load_state_dict(state)
+        for step in range(4, 7):
+            resumed.log_scalars({"a": 10.0 * step, "train/b": -10.0 * step}, step=step)
+
+    assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 2
+    events = EventAccumulator(str(tmp_path / "run"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("a")] == RESUMED_CURVE
+    assert [(e.step, -e.value) for e in events.Scalars("train/b")] == RESUMED_CURVE
 
 
 # --- get_logger ----------------------------------------------------------------------------

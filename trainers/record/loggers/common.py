@@ -19,7 +19,11 @@ class Logger(abc.ABC):
 
     The trainer calls :meth:`log_scalars` once per log interval with Python floats and
     ``step=frames``. Backends keep what a resumed run needs to continue its curves in
-    :meth:`state_dict` (the trainer stores it in its checkpoint).
+    :meth:`state_dict` (the trainer stores it in its checkpoint), including the last step logged
+    under each name. A run killed between two checkpoints has logged past the one it resumes
+    from; loading that state makes CSV and TensorBoard drop (or hide) what was logged under a
+    name after its last step in the state, so the resumed run's values appear once. W&B and
+    MLflow cannot remove logged points: see their classes.
 
     ``step=None`` lets the backend choose: CSV, TensorBoard and MLflow use one past the last step
     logged under that name (0 for the first value), which :meth:`state_dict` remembers; W&B
@@ -91,7 +95,10 @@ class Logger(abc.ABC):
         return {"last_step": dict(self._last_step)}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restores :meth:`state_dict`; call before logging anything in the resumed run."""
+        """Restores :meth:`state_dict`; call before logging anything in the resumed run.
+
+        Backends that can also drop what they wrote after ``state_dict`` was taken do it here.
+        """
         self._last_step = dict(state_dict.get("last_step", {}))
 
     def _resolve_step(self, name: str, step: int | None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -32,8 +33,12 @@ class CSVLogger(Logger):
       characters outside ``[A-Za-z0-9._-]`` become ``_``. Two names that map to the same file
       raise ``ValueError``. Files stay open and are flushed after every call, so a crash loses
       nothing; an existing file is appended to (a resumed run continues it).
+      :meth:`load_state_dict` first cuts each file back to the checkpoint: rows written after it
+      (by a run killed before its next checkpoint) are dropped, so the resumed run writes them
+      once.
     * ``hparams.yaml``: the flattened hyperparameters (rewritten by each :meth:`log_hparams`).
-    * ``videos/<name>_<step>.pt`` (the uint8 tensor, ``torch.load``-able) or ``.gif``.
+    * ``videos/<name>_<step>.pt`` (the uint8 tensor, ``torch.load``-able) or ``.gif``. A resumed
+      run that logs a video at the same step overwrites the file.
 
     Args:
         exp_name: the run's folder name.
@@ -104,6 +109,20 @@ class CSVLogger(Logger):
         self._files.clear()
         self._names_by_path.clear()
 
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict` and drops the rows written after it was taken.
+
+        Each ``scalars/**/*.csv`` keeps the rows whose step is <= the last step the state holds
+        for its name; a file of a name the state has never seen keeps only its header. Rows
+        that do not parse (one cut short by a kill) are dropped too. A file that changes is
+        rewritten atomically (a new file, then a rename), so a crash here loses nothing.
+        """
+        super().load_state_dict(state_dict)
+        self.close()  # reopened, after the cut, by the next log_scalars
+        last_steps = {self.scalar_path(name): step for name, step in self._last_step.items()}
+        for path in sorted((self.run_dir / "scalars").rglob("*.csv")):
+            _truncate_rows(path, last_steps.get(path))
+
     def _open(self, name: str) -> tuple[IO[str], Any]:
         path = self.scalar_path(name)
         other = self._names_by_path.setdefault(path, name)
@@ -119,3 +138,29 @@ class CSVLogger(Logger):
             writer.writerow(("step", "value"))
         self._files[name] = (file, writer)
         return file, writer
+
+
+def _truncate_rows(path: Path, last_step: int | None) -> None:
+    """Rewrites the ``step,value`` file ``path`` without its rows past ``last_step`` (None: all)."""
+    text = path.read_text(encoding="utf-8")
+    rows = list(csv.reader(text.splitlines()))
+    header, body = rows[:1], rows[1:]
+    kept = [row for row in body if last_step is not None and _keep_row(row, last_step)]
+    if len(kept) == len(body) and text.endswith("\n"):  # a row cut short lacks its newline
+        return
+    temporary = path.with_name(f"{path.name}.tmp")
+    with temporary.open("w", newline="", encoding="utf-8") as file:
+        csv.writer(file).writerows(header + kept)
+    os.replace(temporary, path)
+
+
+def _keep_row(row: list[str], last_step: int) -> bool:
+    """Whether ``row`` is a complete ``step,value`` row with ``step <= last_step``."""
+    if len(row) != 2:
+        return False
+    try:
+        step = int(row[0])
+        float(row[1])
+    except ValueError:
+        return False
+    return step <= last_step

@@ -37,7 +37,9 @@ class MLFlowLogger(Logger):
     The run starts at the first call that needs it, so :meth:`load_state_dict` can pick the run to
     resume first.
 
-    * Scalars: one ``MlflowClient.log_batch`` per call.
+    * Scalars: one ``MlflowClient.log_batch`` per call. MLflow keeps every point and cannot
+      delete one: after a kill, each step the killed run logged after its last checkpoint has
+      two points in the history, the killed run's and the resumed run's.
     * Hyperparameters: params (strings), 100 per batch. MLflow params are immutable: when a
       resumed run logs a key again with a different value, the first value is kept and a warning
       names the keys.

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from trainers.record.loggers.common import Logger
 from trainers.record.loggers.utils import encode_gif, flatten_hparams, safe_relpath, video_frames
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 
 class TensorboardLogger(Logger):
@@ -17,7 +21,10 @@ class TensorboardLogger(Logger):
     * Scalars: one ``add_scalar`` per value, tagged with its name (``/`` groups them in the UI).
       Event files are appended by a background thread and flushed every 120 s and on
       :meth:`close`; a resumed run writes a new event file in the same folder, and TensorBoard
-      joins them into one curve.
+      joins them into one curve. That file starts with a ``purge_step`` (one past the last step
+      in the state given to :meth:`load_state_dict`): TensorBoard discards the earlier files'
+      events at and after it, so what a killed run logged after its last checkpoint is shown
+      once, as the resumed run logs it again.
     * Hyperparameters: written twice, in the same run folder. The HParams plugin summary shows
       them in the HPARAMS tab; a Markdown table under the text tag ``hparams`` shows them in the
       TEXT tab.
@@ -37,12 +44,24 @@ class TensorboardLogger(Logger):
     """
 
     def __init__(self, exp_name: str, log_dir: str | Path = "tb_logs") -> None:
-        # imported here: torch.utils.tensorboard takes about a second to import
-        from torch.utils.tensorboard import SummaryWriter
-
         super().__init__(exp_name, log_dir)
         self.run_dir = self.log_dir / safe_relpath(exp_name)
-        self.experiment = SummaryWriter(log_dir=str(self.run_dir))
+        self._writer: SummaryWriter | None = None
+        self._purge_step: int | None = None
+
+    @property
+    def experiment(self) -> SummaryWriter:
+        """The ``SummaryWriter``, created (with its event file) on first access.
+
+        Created late so that :meth:`load_state_dict` can set its ``purge_step`` first.
+        """
+        if self._writer is None:
+            # imported here: torch.utils.tensorboard takes about a second to import
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self._purge_step)
+            self._purge_step = None
+        return self._writer
 
     def log_scalars(self, values: Mapping[str, float], step: int | None = None) -> None:
         for name, value in values.items():
@@ -77,7 +96,20 @@ class TensorboardLogger(Logger):
         self.experiment._get_file_writer().add_summary(summary, self._resolve_step(name, step))
 
     def close(self) -> None:
-        self.experiment.close()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict`; the next event file purges what was logged after it.
+
+        The purge step is one past the largest step in the state (0 when it holds none), so
+        TensorBoard keeps the earlier events up to the checkpoint and drops the rest, in every
+        tag. A writer already open here is closed first.
+        """
+        super().load_state_dict(state_dict)
+        self.close()
+        self._purge_step = max(self._last_step.values(), default=-1) + 1
 
 
 def _cell(value: object) -> str:

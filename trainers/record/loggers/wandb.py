@@ -27,7 +27,9 @@ class WandbLogger(Logger):
     * Offline runs are stored in ``<save_dir>/wandb/offline-run-<time>-<id>/run-<id>.wandb``;
       ``wandb sync <that folder>`` uploads them later.
     * Scalars: one ``run.log(values, step=step)`` per call. W&B's step must grow: a value at a
-      step below the run's current step is dropped by wandb (with a warning).
+      step below the run's current step is dropped by wandb (with a warning). W&B cannot delete
+      logged steps, so after a kill the values the killed run logged after its last checkpoint
+      stay, and the resumed run's values for those same steps are dropped.
     * Hyperparameters: ``run.config.update(flat, allow_val_change=True)``.
     * Videos: encoded as a GIF with Pillow (no moviepy) and logged as ``wandb.Video``.
     * :meth:`state_dict` holds the run id; a resumed trainer continues the same run
