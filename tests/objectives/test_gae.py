@@ -8,6 +8,7 @@ from torch import nn
 from trainers.keys import (
     ADVANTAGE,
     DONE,
+    MASK,
     NEXT_OBSERVATION,
     OBSERVATION,
     REWARD,
@@ -148,3 +149,27 @@ def test_gae_module_uses_value_network_on_root_and_next():
     assert td[ADVANTAGE].mean().abs() < 1e-5 and td[ADVANTAGE].std() == pytest.approx(1.0, abs=1e-4)
     with pytest.raises(ValueError, match=r"lmbda=1\.5"):
         GAE(GAMMA, 1.5, ValueOperator(net))
+
+
+def test_nothing_flows_back_from_padding_frames():
+    """Env 1's last two steps are padding (mask false) with huge rewards: its valid steps get
+    the advantages of a row that ends at step 3 and bootstraps from its next value there."""
+    torch.manual_seed(0)
+    _, _, r, done, term = _batch()
+    r[1, 4:] = 1e6
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[1, 4:] = False
+    obs, next_obs = torch.randn(2, 6, 3), torch.randn(2, 6, 3)
+    td = TensorDict(
+        {OBSERVATION: obs, NEXT_OBSERVATION: next_obs, REWARD: r, DONE: done,
+         TERMINATED: term, MASK: mask},
+        batch_size=[2, 6],
+    )  # fmt: skip
+    net = nn.Linear(3, 1)
+    GAE(GAMMA, LMBDA, ValueOperator(net))(td)
+    with torch.no_grad():
+        v, nv = net(obs)[1, :4, 0].tolist(), net(next_obs)[1, :4, 0].tolist()
+    expected = _reference_gae(v, nv, r[1, :4, 0].tolist(), [False] * 4, [False] * 4)
+    assert td[ADVANTAGE][1, :4, 0].tolist() == pytest.approx(expected, rel=1e-5, abs=1e-5)
+    unmasked = GAE(GAMMA, LMBDA, ValueOperator(net))(td.exclude(MASK))
+    assert unmasked[ADVANTAGE][1, 3, 0] > 1e5  # without the mask the padding leaks back

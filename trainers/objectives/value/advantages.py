@@ -8,7 +8,7 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import unravel_key
 from torch import nn
 
-from trainers.keys import ADVANTAGE, DONE, NEXT, REWARD, TERMINATED, VALUE_TARGET
+from trainers.keys import ADVANTAGE, DONE, MASK, NEXT, REWARD, TERMINATED, VALUE_TARGET
 from trainers.objectives.value.functional import generalized_advantage_estimate
 
 
@@ -20,6 +20,9 @@ class GAE(nn.Module):
     ``VALUE_TARGET`` (``[num_envs, T, 1]``) with ``generalized_advantage_estimate``: termination
     stops bootstrapping, truncation bootstraps from the true final observation, and no value
     crosses an episode boundary. The batch must keep its time dimension (last batch dimension).
+    With a validity mask (``("collector", "mask")``), a step followed by padding ends its
+    trajectory there (it still bootstraps from its own next value), so nothing flows back
+    from padding frames.
 
     Args:
         gamma: discount factor in ``[0, 1]``.
@@ -69,9 +72,20 @@ class GAE(nn.Module):
             tensordict.get(value_key),
             tensordict.get(unravel_key((NEXT, value_key))),
             tensordict.get(REWARD),
-            tensordict.get(DONE),
+            _trajectory_ends(tensordict),
             tensordict.get(TERMINATED),
         )
         if self.average_gae:
             advantage = (advantage - advantage.mean()) / advantage.std().clamp_min(1e-8)
         return tensordict.update({ADVANTAGE: advantage, VALUE_TARGET: value_target})
+
+
+def _trajectory_ends(tensordict: TensorDictBase) -> torch.Tensor:
+    """``done``, and also true at each step whose next step is padding (mask false)."""
+    done = tensordict.get(DONE)
+    mask = tensordict.get(MASK, None)
+    if mask is None:
+        return done
+    before_padding = torch.zeros_like(done)
+    before_padding[..., :-1, :] = ~mask[..., 1:].unsqueeze(-1)
+    return done | before_padding
