@@ -66,3 +66,11 @@ def read_scalar(run_dir: Path, exp_name: str, metric: str) -> list[tuple[int, fl
     path = run_dir / "logs" / exp_name / "scalars" / f"{metric}.csv"
     with open(path, newline="") as f:
         return [(int(row["step"]), float(row["value"])) for row in csv.DictReader(f)]
+
+
+def read_scalars(run_dir: Path, exp_name: str) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar CSV of a run, keyed by its metric name (its path under ``scalars/``)."""
+    scalars = run_dir / "logs" / exp_name / "scalars"
+    paths = sorted(scalars.rglob("*.csv"))
+    names = [path.relative_to(scalars).with_suffix("").as_posix() for path in paths]
+    return {name: read_scalar(run_dir, exp_name, name) for name in names}

@@ -1,4 +1,5 @@
-"""A run stopped with SIGINT and resumed from its run directory ends like an uninterrupted one."""
+"""A run stopped (SIGINT) or killed (SIGKILL) and resumed from its run directory ends like an
+uninterrupted one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import time
 
 import torch
 
-from tests.integration.runner import SCRIPTS, read_scalar, subprocess_env, train_command
+from tests.integration.runner import (
+    SCRIPTS,
+    read_scalar,
+    read_scalars,
+    subprocess_env,
+    train_command,
+)
 
 OVERRIDES = (
     "trainer.total_frames=8192",
@@ -17,6 +24,19 @@ OVERRIDES = (
     "replay_buffer.batch_size=256",
     "trainer.num_epochs=2",
     "trainer.log_interval=1024",
+    "trainer.save_trainer_interval=1024",
+    "trainer.progress_bar=false",
+)
+
+EXP_NAME = "ppo_Pendulum-v1"
+# Logs every batch, checkpoints every second batch: a kill right after an odd batch's log leaves
+# rows past the last checkpoint.
+KILL_OVERRIDES = (
+    "trainer.total_frames=4096",
+    "collector.frames_per_batch=512",
+    "replay_buffer.batch_size=256",
+    "trainer.num_epochs=2",
+    "trainer.log_interval=512",
     "trainer.save_trainer_interval=1024",
     "trainer.progress_bar=false",
 )
@@ -84,3 +104,67 @@ def test_sigint_then_resume_matches_an_uninterrupted_run(tmp_path):
         assert read_scalar(paused, "ppo_Pendulum-v1", metric) == read_scalar(
             straight, "ppo_Pendulum-v1", metric
         )
+
+
+def _last_logged_step(run_dir):
+    path = run_dir / "logs" / EXP_NAME / "scalars" / "loss_objective.csv"
+    if not path.exists():
+        return None
+    rows = path.read_text().splitlines()
+    return int(rows[-1].split(",")[0]) if len(rows) > 1 else None
+
+
+def test_sigkill_then_resume_logs_each_step_once_like_an_uninterrupted_run(tmp_path):
+    straight = tmp_path / "straight"
+    subprocess.run(
+        train_command("ppo", straight, *KILL_OVERRIDES, tiny=False),
+        cwd=tmp_path,
+        env=subprocess_env(),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        train_command("ppo", killed, *KILL_OVERRIDES, tiny=False),
+        cwd=tmp_path,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # Kill right after a log that no checkpoint covers yet (1536 frames: checkpoint at 1024).
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        step = _last_logged_step(killed)
+        if step is not None and step % 1024 == 512 and (killed / "checkpoint.pt").exists():
+            break
+        time.sleep(0.01)
+    process.kill()
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    checkpointed = _final_state(killed)["state"]["frames"]
+    logged = read_scalars(killed, EXP_NAME)
+    assert max(step for step, _ in logged["loss_objective"]) > checkpointed, (
+        "the kill came too late to leave rows past the last checkpoint"
+    )
+
+    resumed = subprocess.run(
+        [sys.executable, str(SCRIPTS["ppo"]), "--resume", str(killed)],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"at {checkpointed} frames" in resumed.stdout
+    assert _final_state(killed)["state"]["frames"] == 4096
+
+    expected, got = read_scalars(straight, EXP_NAME), read_scalars(killed, EXP_NAME)
+    assert set(got) == set(expected) and "loss_objective" in got
+    for metric, rows in got.items():
+        steps = [step for step, _ in rows]
+        assert steps == sorted(set(steps)), f"{metric}: steps not strictly increasing: {steps}"
+        assert rows == expected[metric], metric  # deterministic on CPU: the same values too
+    assert (killed / "episodes.csv").read_text() == (straight / "episodes.csv").read_text()
