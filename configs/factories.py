@@ -221,9 +221,8 @@ class _Builder:
         if node.get("_target_", "").endswith("WandbLogger") and node.get("id") is None:
             # The same run directory resumes the same W&B run.
             node = OmegaConf.merge(node, {"id": _run_id()})  # type: ignore[assignment]
-        logger = self.component("logger", node)
-        logger.log_hparams(OmegaConf.to_container(self.root, resolve=True))
-        return logger
+        # Hyperparameters are logged by `finish`, once the run to continue is known.
+        return self.component("logger", node)
 
     def trainer_kwargs(self) -> dict[str, Any]:
         return self.common
@@ -240,6 +239,10 @@ class _Builder:
         if self.resume and checkpoint is not None and checkpoint.exists():
             trainer.load_from_file(checkpoint)
             print(f"resumed from {checkpoint.resolve()} at {trainer.state.frames} frames")
+        if trainer.logger is not None:
+            # After the checkpoint's logger state: a resumed MLflow or W&B logger writes them to
+            # the run it continues instead of opening a new one.
+            trainer.logger.log_hparams(OmegaConf.to_container(self.root, resolve=True))
         return trainer
 
 

@@ -8,12 +8,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from tests.integration.runner import (
     SCRIPTS,
     read_scalar,
     read_scalars,
+    run_train,
     subprocess_env,
     train_command,
 )
@@ -168,3 +170,42 @@ def test_sigkill_then_resume_logs_each_step_once_like_an_uninterrupted_run(tmp_p
         assert steps == sorted(set(steps)), f"{metric}: steps not strictly increasing: {steps}"
         assert rows == expected[metric], metric  # deterministic on CPU: the same values too
     assert (killed / "episodes.csv").read_text() == (straight / "episodes.csv").read_text()
+
+
+# mlflow's SQLAlchemy store uses an option SQLAlchemy deprecates; not ours to fix.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:mlflow.*")
+def test_mlflow_resume_continues_the_same_run_and_logs_its_params_there(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    run_dir = tmp_path / "run"
+    first = run_train("ppo", run_dir, "logger=mlflow")
+    assert first.returncode == 0, first.stderr
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS["ppo"]),
+            "--resume",
+            str(run_dir),
+            "trainer.total_frames=3072",
+        ],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "at 2048 frames" in resumed.stdout
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow_logs' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(EXP_NAME)
+    (run,) = client.search_runs([experiment.experiment_id])  # no stray run of the resume
+    history = client.get_metric_history(run.info.run_id, "loss_objective")
+    assert [m.step for m in history] == [512, 1024, 1536, 2048, 2560, 3072]
+    assert run.data.params["training_env.create_env_fn.base_env.env_name"] == "Pendulum-v1"
+    # The resumed process logged its params to this run: MLflow keeps the first value.
+    assert run.data.params["trainer.total_frames"] == "2048"
+    assert (
+        f"run {run.info.run_id} keeps its first values of ['trainer.total_frames']"
+        in resumed.stderr
+    )
