@@ -40,8 +40,13 @@ class WandbLoggerConfig:
 
 @dataclass(kw_only=True)
 class MLFlowLoggerConfig:
-    """MLflow with a local SQLite store (no server); needs the ``mlflow`` extra."""
+    """MLflow with a local SQLite store (no server); needs the ``mlflow`` extra.
+
+    ``project`` is the MLflow experiment (the run is then named ``exp_name``); None puts the run
+    in the experiment ``exp_name``, under a generated name.
+    """
 
     _target_: str = "trainers.record.loggers.MLFlowLogger"
     exp_name: str = "run"
+    project: str | None = None
     tracking_uri: str | None = None

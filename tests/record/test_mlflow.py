@@ -6,7 +6,12 @@ import sys
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
 
+import configs  # noqa: F401  (registers the schemas)
+from tests.integration.runner import ROOT
 from trainers.record.loggers import MLFlowLogger, get_logger
 
 # mlflow's SQLAlchemy store uses an option SQLAlchemy deprecates; not ours to fix.
@@ -57,3 +62,47 @@ def test_mlflow_missing_tells_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow.tracking", None)  # what an absent package gives
     with pytest.raises(ImportError, match=r"pip install 'trainrl\[mlflow\]'"):
         MLFlowLogger("exp", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def _client(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def _run_of(logger: MLFlowLogger, tmp_path):
+    """Logs one value, closes the logger and returns its run read back from the store."""
+    logger.log_scalar("x", 1.0, step=0)
+    logger.close()
+    return _client(tmp_path).get_run(logger.state_dict()["run_id"])
+
+
+def test_mlflow_project_is_the_experiment_and_exp_name_the_run(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = _run_of(MLFlowLogger("seed0", tracking_uri=uri, project="pendulum"), tmp_path)
+    client = _client(tmp_path)
+    assert client.get_experiment(run.info.experiment_id).name == "pendulum"
+    assert run.info.run_name == "seed0"
+    assert client.get_experiment_by_name("seed0") is None
+    with pytest.raises(ValueError, match="project must be a non-empty MLflow experiment name"):
+        MLFlowLogger("seed0", tracking_uri=uri, project="")
+
+
+def _compose_logger(*overrides: str):
+    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
+        return compose("ppo", overrides=list(overrides)).logger
+
+
+def test_logger_project_override_reaches_the_mlflow_logger(tmp_path):
+    node = _compose_logger("logger=mlflow", "logger.project=pendulum-sweep")
+    logger = instantiate(node, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert isinstance(logger, MLFlowLogger) and logger.project == "pendulum-sweep"
+    run = _run_of(logger, tmp_path)
+    assert _client(tmp_path).get_experiment(run.info.experiment_id).name == "pendulum-sweep"
+    assert run.info.run_name == "ppo_Pendulum-v1"  # logger.exp_name of conf/ppo.yaml
+
+
+@pytest.mark.parametrize("backend", ["csv", "tensorboard"])
+def test_logger_project_is_refused_where_the_backend_has_no_projects(backend):
+    with pytest.raises(ConfigCompositionException, match=r"Could not override 'logger\.project'"):
+        _compose_logger(f"logger={backend}", "logger.project=foo")

@@ -25,7 +25,11 @@ def sqlite_tracking_uri(log_dir: str | Path) -> str:
 
 
 class MLFlowLogger(Logger):
-    """Logs to one MLflow run of the experiment ``exp_name``; needs ``pip install trainrl[mlflow]``.
+    """Logs to one MLflow run of an experiment; needs ``pip install trainrl[mlflow]``.
+
+    The experiment is ``project`` (W&B's word for the same grouping), or ``exp_name`` when no
+    project is given. With a project, ``exp_name`` names the run; without one, runs get MLflow's
+    generated names.
 
     MLflow 3 refuses the plain-folder store (``file:./mlruns``) unless
     ``MLFLOW_ALLOW_FILE_STORE=true``, so the default store is a SQLite file that needs no server:
@@ -47,14 +51,16 @@ class MLFlowLogger(Logger):
     * :meth:`state_dict` holds the run id; a resumed trainer continues the same run.
 
     Args:
-        exp_name: the MLflow experiment (created if missing); runs get MLflow's generated names.
+        exp_name: the run's name when ``project`` is set; else the MLflow experiment.
         tracking_uri: the tracking store (``sqlite:///...``, ``http://host:5000``, ...); None: the
             SQLite file above.
         run_id: continue this run instead of starting a new one.
         tags: tags of a new run.
+        project: the MLflow experiment (created if missing); None: ``exp_name``.
 
     Examples:
         >>> logger = MLFlowLogger("ppo_pendulum")  # doctest: +SKIP
+        >>> logger = MLFlowLogger("ppo_seed0", project="pendulum")  # doctest: +SKIP
         >>> logger.log_scalars({"r_training": -6.0}, step=1000)  # doctest: +SKIP
         >>> logger.close()  # doctest: +SKIP
     """
@@ -65,6 +71,7 @@ class MLFlowLogger(Logger):
         tracking_uri: str | None = None,
         run_id: str | None = None,
         tags: Mapping[str, str] | None = None,
+        project: str | None = None,
     ) -> None:
         try:
             from mlflow.tracking import MlflowClient
@@ -72,6 +79,8 @@ class MLFlowLogger(Logger):
             raise ImportError(
                 "MLFlowLogger needs mlflow, an optional dependency: pip install 'trainrl[mlflow]'"
             ) from error
+        if project == "":
+            raise ValueError("project must be a non-empty MLflow experiment name or None")
         if tracking_uri is None:
             tracking_uri = sqlite_tracking_uri(DEFAULT_LOG_DIR)
         db_dir = _sqlite_dir(tracking_uri)
@@ -80,6 +89,7 @@ class MLFlowLogger(Logger):
             db_dir.mkdir(parents=True, exist_ok=True)
         self.tracking_uri = tracking_uri
         self.tags = dict(tags or {})
+        self.project = project
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self._resume_id = run_id  # the run to continue when the logger starts
         self._active_id: str | None = None
@@ -95,22 +105,25 @@ class MLFlowLogger(Logger):
         if self._resume_id is not None:
             self.client.update_run(self._resume_id, status="RUNNING")
             return self._resume_id
-        return self.client.create_run(self._experiment_id(), tags=self.tags).info.run_id
+        run_name = None if self.project is None else self.exp_name
+        run = self.client.create_run(self._experiment_id(), tags=self.tags, run_name=run_name)
+        return run.info.run_id
 
     def _experiment_id(self) -> str:
         from mlflow.exceptions import MlflowException
 
-        experiment = self.client.get_experiment_by_name(self.exp_name)
+        name = self.exp_name if self.project is None else self.project
+        experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
         artifacts = None if _sqlite_dir(self.tracking_uri) is None else self.log_dir / "artifacts"
         try:
             return self.client.create_experiment(
-                self.exp_name,
+                name,
                 artifact_location=None if artifacts is None else artifacts.resolve().as_uri(),
             )
         except MlflowException:  # another process of a sweep created it in between
-            experiment = self.client.get_experiment_by_name(self.exp_name)
+            experiment = self.client.get_experiment_by_name(name)
             if experiment is None:
                 raise
             return experiment.experiment_id
