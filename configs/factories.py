@@ -255,6 +255,13 @@ def _root(schema: type, trainer_values: dict[str, Any], **components: Any) -> Di
 
 def _common_problems(root: DictConfig, total_frames: int) -> list[str]:
     problems = []
+    env_skip = root.training_env.create_env_fn.base_env.frame_skip
+    if root.trainer.frame_skip != env_skip:
+        problems.append(
+            f"trainer.frame_skip={root.trainer.frame_skip} differs from "
+            f"training_env.create_env_fn.base_env.frame_skip={env_skip}, the env's action "
+            "repeat that it counts; set the env's (the trainer follows it)"
+        )
     frames_per_batch = root.collector.frames_per_batch
     num_envs = root.training_env.num_workers
     if frames_per_batch % num_envs:

@@ -18,7 +18,8 @@ from configs.validation import between, checked, ge, gt
 class _TrainerConfigBase:
     _recursive_: bool = False  # the factory instantiates the components itself, in order
     total_frames: int = checked(1_000_000, ge(1))
-    frame_skip: int = checked(1, ge(1))
+    # Env frames per collected frame, for counting total_frames; follows the env's setting.
+    frame_skip: int = checked("${training_env.create_env_fn.base_env.frame_skip}", ge(1))
     clip_grad_norm: bool = True
     clip_norm: float | None = checked(None, gt(0))
     progress_bar: bool = True

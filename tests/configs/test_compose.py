@@ -81,3 +81,15 @@ def test_all_problems_are_reported_at_once(tmp_path, monkeypatch):
         "collector.frames_per_batch=100 is not a multiple of training_env.num_workers=8; "
         "use e.g. 96 or 104",
     ]
+
+
+def test_the_trainer_counts_frames_with_the_envs_action_repeat(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = _compose(
+        "ppo", "training_env.create_env_fn.base_env.frame_skip=3", "trainer.total_frames=12000"
+    )
+    trainer = instantiate(cfg.trainer)
+    assert trainer.frame_skip == 3
+    batch = trainer.collector.collect_batch()
+    assert trainer._count_frames(batch) == 3 * batch.numel() == 3 * 2000
+    trainer.collector.shutdown()

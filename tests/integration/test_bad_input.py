@@ -51,6 +51,10 @@ CASES = [
         ],
     ),
     (
+        ["trainer.frame_skip=2"],
+        ["trainer.frame_skip=2 differs from training_env.create_env_fn.base_env.frame_skip=1"],
+    ),
+    (
         ["networks.policy_network.activation_class=sigmoid"],
         ["networks.policy_network.activation_class='sigmoid': allowed is one of 'tanh'"],
     ),
