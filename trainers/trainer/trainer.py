@@ -253,7 +253,7 @@ class Trainer:
             )
         self._run(Stage.POST_LOSS, sub_batch)
         self._run(Stage.OPTIMIZER, losses)
-        self._metrics.add(
+        self._metrics.add_tensors(
             {k: v for k, v in losses.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
         )
         self._run(Stage.POST_OPTIM)
