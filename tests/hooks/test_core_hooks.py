@@ -338,3 +338,20 @@ def test_episode_writer_writes_one_row_per_finished_episode_and_truncates_on_res
     ]  # fmt: skip
     writer.load_state_dict(state)
     assert path.read_text().splitlines() == ["frames,return,length", "8,-1.5,11", "8,-10.5,17"]
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])
+def test_clip_grad_norm_matches_torch_to_the_bit(max_norm):
+    from trainers.hooks.optim import clip_grad_norm
+
+    torch.manual_seed(0)
+    shapes = [(64, 17), (64,), (64, 64), (6, 64), (6,)]
+    ours = [torch.randn(shape) for shape in shapes]
+    params = [torch.nn.Parameter(torch.zeros(shape)) for shape in shapes]
+    for param, grad in zip(params, ours, strict=True):
+        param.grad = grad.clone()
+    expected = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+    assert torch.equal(clip_grad_norm(ours, max_norm), expected)
+    for param, grad in zip(params, ours, strict=True):
+        assert torch.equal(grad, param.grad)
+    assert clip_grad_norm([], max_norm) == 0.0
