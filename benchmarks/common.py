@@ -8,6 +8,7 @@ network construction and the warm-up iterations stay out of the timed window for
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -92,14 +93,53 @@ def settings_dict(settings: PPOSettings | SACSettings) -> dict[str, object]:
     return asdict(settings)
 
 
-class Marks:
-    """Appends a :data:`Mark` per call; ``window(start_frames)`` gives the timed window."""
+class StopTimed(Exception):
+    """Raised in a contender when the orchestrator ends the measurement."""
 
-    def __init__(self) -> None:
+
+class Turns:
+    """The contender's side of turn-taking with the orchestrator, over stdin/stdout lines.
+
+    ``done()`` says an iteration is finished and blocks until the orchestrator answers ``go``
+    (run one more iteration) or ``stop`` (raises :class:`StopTimed`).
+    """
+
+    def done(self) -> None:
+        print("TURN done", flush=True)
+        answer = sys.stdin.readline().strip()
+        if answer != "go":
+            raise StopTimed(answer)
+
+
+class Marks:
+    """Appends a :data:`Mark` per call; ``window(start_frames)`` gives the timed window.
+
+    With ``turns``, from ``start`` frames on and then every ``every`` frames, the contender
+    hands over to the orchestrator and waits for its next turn; the time spent waiting is left
+    out of the marks, so contenders interleaved this way share the machine's state of the
+    moment (this machine's speed drifts by tens of percent within a minute).
+    """
+
+    def __init__(self, turns: Turns | None = None, every: int = 1) -> None:
         self.marks: list[Mark] = []
+        self.start = 0
+        self.every = every
+        self._turns = turns
+        self.turn_marks: list[Mark] = []  # the marks at which a turn ended
+        self._waited = 0.0
+        self._next_turn: int | None = None
 
     def __call__(self, frames: int) -> None:
-        self.marks.append((int(frames), time.perf_counter(), time.process_time()))
+        now = time.perf_counter()
+        mark = (int(frames), now - self._waited, time.process_time())
+        self.marks.append(mark)
+        if self._turns is None or frames < self.start:
+            return
+        if self._next_turn is None or frames >= self._next_turn:
+            self._next_turn = frames + self.every
+            self.turn_marks.append(mark)
+            self._turns.done()
+            self._waited += time.perf_counter() - now
 
 
 def window(marks: list[Mark], start_frames: int) -> tuple[int, float, float]:

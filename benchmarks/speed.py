@@ -1,7 +1,6 @@
 """End-to-end training speed: trainrl vs a hand-written loop, Stable-Baselines3 and raw stepping.
 
-One command measures, on CPU and sequentially (one subprocess per measurement, never two at
-once), the training frames per second of
+One command measures, on CPU, the training frames per second of
 
 * **raw**: ``gymnasium.vector.SyncVectorEnv`` with random actions, the same number of envs
   (no learning: the ceiling set by the simulators);
@@ -9,30 +8,38 @@ once), the training frames per second of
   torch + gymnasium);
 * **sb3**: Stable-Baselines3 ``PPO`` / ``SAC`` with every setting made explicit;
 * **trainrl**: ``PPOTrainer`` / ``SACTrainer`` built through the Python API
-  (``GymEnv``, ``SyncDataCollector``, ``trainers.modules`` builders, ``trainers.objectives``),
-  ``progress_bar=False``, ``logger=None``, no checkpoint;
+  (``GymEnv``, ``SyncDataCollector``, ``trainers.modules`` builders, ``trainers.objectives``,
+  Adam with ``fused=True`` as trainrl's configs default to), ``progress_bar=False``,
+  ``logger=None``, no checkpoint;
 
 for PPO at two settings (``ppo-cleanrl``, ``ppo-light``) and SAC, on ``Pendulum-v1`` and
 ``HalfCheetah-v5``, and prints markdown tables with frames/s and the ratios trainrl/SB3,
 trainrl/minimal and trainrl/raw, plus hardware, versions, thread count and machine load.
 
-Timed window: every contender records ``(frames, time)`` after each iteration; frames/s are
-measured between two such marks, so process start-up, imports, construction and warm-up stay
-out of it for everyone. PPO: the first batch is warm-up, then whole batches (collect + all
-epochs) are timed. SAC: the random warm-up (``learning_starts`` frames) is excluded for all;
-SB3 and the minimal loop then run 100 untimed update frames before the window, trainrl is
-already warm (it also updates on its random batch, see ``docs/benchmarks.md``); the window
-holds exactly one gradient step per frame for every contender.
+Turns: the contenders of a table row run in their own processes at the same time, but only
+one computes at any moment: after its warm-up each waits for its turn, runs one iteration (a
+PPO batch with all its epochs, or 1,000 SAC frames with their updates), records it, and hands
+over. Rounds of turns alternate the order. So all contenders are timed within seconds of each
+other, and a slow minute of this shared machine slows all of them, not one.
 
-Run: ``python benchmarks/speed.py`` (about 12 minutes on 2 cores) or ``--quick`` (about 3
+Timed window: process start-up, imports, construction and warm-up stay out of it for
+everyone. PPO: the first batch is warm-up. SAC: the random warm-up (``learning_starts``
+frames) is excluded for all; SB3 and the minimal loop then run 100 untimed update frames before
+the window, trainrl is already warm (it also updates on its random batch); the window holds
+exactly one gradient step per frame for every contender.
+
+Run: ``python benchmarks/speed.py`` (about 15 minutes on 2 cores) or ``--quick`` (about 4
 minutes); ``--profile`` prints a cProfile breakdown of trainrl's PPO and SAC iterations instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
+import dataclasses
 import datetime
+import itertools
 import json
 import math
 import os
@@ -41,6 +48,7 @@ import pstats
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +62,8 @@ from common import (  # the benchmarks folder is not a package
     Marks,
     PPOSettings,
     SACSettings,
+    StopTimed,
+    Turns,
     window,
 )
 
@@ -66,8 +76,9 @@ LABELS = {
     "trainrl": "trainrl",
 }
 SAC_WARM_UPDATES = 100  # untimed update frames of SB3 and the minimal loop before the window
-SAC_TRAINRL_BATCH = 1000  # trainrl SAC frames per batch (conf/sac.yaml); --quick: 500
-RAW_MIN_FRAMES = 20_000  # raw stepping is fast: time at least this many frames
+SAC_TRAINRL_BATCH = 1000  # trainrl SAC frames per batch, as conf/sac.yaml
+# Turns each contender gets per table row (one iteration each); --quick: fewer.
+ROUNDS = {"ppo-cleanrl": 10, "ppo-light": 20, "sac": 3}
 
 
 @dataclass(frozen=True)
@@ -85,30 +96,30 @@ class Case:
 # Each runner trains (or steps) for the case and returns its marks and the window's start.
 
 
-def run_raw(case: Case, settings: PPOSettings | SACSettings) -> tuple[list, int]:
+def run_raw(case: Case, settings: PPOSettings | SACSettings, marks: Marks) -> None:
     import gymnasium as gym
 
     venv = gym.vector.SyncVectorEnv([lambda: gym.make(case.env)] * settings.num_envs)
     venv.reset(seed=0)
     venv.action_space.seed(0)
-    marks = Marks()
-    frames = max(case.timed_frames, RAW_MIN_FRAMES)
-    warm = 1000
-    for step in range(warm + frames // settings.num_envs):
-        if step == warm:
-            marks(0)
+    for _ in range(1000):  # warm-up
         venv.step(venv.action_space.sample())
-    marks(frames - frames % settings.num_envs)
+    steps = max(1, marks.every // settings.num_envs)
+    frames = 0
+    marks(frames)
+    while frames < case.timed_frames:
+        for _ in range(steps):
+            venv.step(venv.action_space.sample())
+        frames += steps * settings.num_envs
+        marks(frames)
     venv.close()
-    return marks.marks, 0
 
 
-def run_minimal(case: Case, settings: PPOSettings | SACSettings) -> tuple[list, int]:
-    marks = Marks()
+def run_minimal(case: Case, settings: PPOSettings | SACSettings, marks: Marks) -> None:
     if isinstance(settings, PPOSettings):
         import minimal_ppo
 
-        start = settings.frames_per_batch
+        start = marks.start = settings.frames_per_batch
         minimal_ppo.train(
             case.env,
             total_frames=start + case.timed_frames,
@@ -127,10 +138,10 @@ def run_minimal(case: Case, settings: PPOSettings | SACSettings) -> tuple[list, 
             entropy_coeff=settings.entropy_coeff,
             on_iteration=marks,
         )
-        return marks.marks, start
+        return
     import minimal_sac
 
-    start = settings.learning_starts + SAC_WARM_UPDATES
+    start = marks.start = settings.learning_starts + SAC_WARM_UPDATES
     minimal_sac.train(
         case.env,
         total_frames=start + case.timed_frames,
@@ -143,16 +154,13 @@ def run_minimal(case: Case, settings: PPOSettings | SACSettings) -> tuple[list, 
         buffer_size=settings.buffer_size,
         on_step=marks,
     )
-    return marks.marks, start
 
 
-def run_sb3(case: Case, settings: PPOSettings | SACSettings) -> tuple[list, int]:
+def run_sb3(case: Case, settings: PPOSettings | SACSettings, marks: Marks) -> None:
     from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from torch import nn
-
-    marks = Marks()
 
     class MarkIterations(BaseCallback):
         """A mark at the start of each rollout: the previous iteration's training is done."""
@@ -166,7 +174,7 @@ def run_sb3(case: Case, settings: PPOSettings | SACSettings) -> tuple[list, int]
     venv = make_vec_env(case.env, n_envs=settings.num_envs, seed=0)
     model: Any
     if isinstance(settings, PPOSettings):
-        start = settings.frames_per_batch
+        start = marks.start = settings.frames_per_batch
         model = PPO(
             "MlpPolicy",
             venv,
@@ -191,7 +199,7 @@ def run_sb3(case: Case, settings: PPOSettings | SACSettings) -> tuple[list, int]
             verbose=0,
         )
     else:
-        start = settings.learning_starts + SAC_WARM_UPDATES
+        start = marks.start = settings.learning_starts + SAC_WARM_UPDATES
         model = SAC(
             "MlpPolicy",
             venv,
@@ -212,15 +220,12 @@ def run_sb3(case: Case, settings: PPOSettings | SACSettings) -> tuple[list, int]
         )
     model.learn(total_timesteps=start + case.timed_frames, callback=MarkIterations())
     marks(model.num_timesteps)
-    return marks.marks, start
 
 
-def run_trainrl(case: Case, settings: PPOSettings | SACSettings) -> tuple[list, int]:
-    trainer, start = build_trainrl(case, settings)
-    marks = Marks()
+def run_trainrl(case: Case, settings: PPOSettings | SACSettings, marks: Marks) -> None:
+    trainer, marks.start = build_trainrl(case, settings)
     trainer.register_op("post_epoch", lambda: marks(trainer.state.frames))
     trainer.train()
-    return marks.marks, start
 
 
 def build_trainrl(case: Case, settings: PPOSettings | SACSettings) -> tuple[Any, int]:
@@ -311,7 +316,7 @@ def build_trainrl(case: Case, settings: PPOSettings | SACSettings) -> tuple[Any,
     return trainer, start
 
 
-RUNNERS: dict[str, Callable[[Case, Any], tuple[list, int]]] = {
+RUNNERS: dict[str, Callable[[Case, Any, Marks], None]] = {
     "raw": run_raw,
     "minimal": run_minimal,
     "sb3": run_sb3,
@@ -319,20 +324,28 @@ RUNNERS: dict[str, Callable[[Case, Any], tuple[list, int]]] = {
 }
 
 
-def worker(case: Case) -> dict[str, Any]:
-    """Runs one case in this process and returns its timed window."""
+def iteration_frames(settings: PPOSettings | SACSettings) -> int:
+    """Frames of one turn: a PPO batch (collect + all epochs), or SAC_TRAINRL_BATCH SAC frames."""
+    return settings.frames_per_batch if isinstance(settings, PPOSettings) else SAC_TRAINRL_BATCH
+
+
+def worker(case: Case, turns: Turns | None) -> dict[str, Any]:
+    """Runs one case in this process (taking turns when ``turns``) and returns its window."""
     import torch
 
     torch.set_num_threads(case.threads)
+    settings = SETTINGS[case.setting]
     load_before = os.getloadavg()[0]
     if case.contender == "floor":
-        settings = SETTINGS[case.setting]
         assert isinstance(settings, SACSettings)
         fps = 1000 / sac_gemm_floor_ms(case.env, settings, case.threads)
         load = (load_before + os.getloadavg()[0]) / 2
-        return {"case": case.__dict__, "frames": 0, "fps": fps, "load": load}
-    marks, start = RUNNERS[case.contender](case, SETTINGS[case.setting])
-    frames, wall, cpu = window(marks, start)
+        return {"case": case.__dict__, "frames": 0, "fps": fps, "round_fps": [], "load": load}
+    marks = Marks(turns, every=iteration_frames(settings))
+    with contextlib.suppress(StopTimed):
+        RUNNERS[case.contender](case, settings, marks)
+    frames, wall, cpu = window(marks.marks, marks.start)
+    rounds = itertools.pairwise(marks.turn_marks)
     return {
         "case": case.__dict__,
         "frames": frames,
@@ -340,6 +353,7 @@ def worker(case: Case) -> dict[str, Any]:
         "cpu_s": cpu,
         "fps": frames / wall,
         "cpu_fps": frames / cpu,
+        "round_fps": [(b[0] - a[0]) / (b[1] - a[1]) for a, b in rounds],
         "load": (load_before + os.getloadavg()[0]) / 2,
     }
 
@@ -347,44 +361,87 @@ def worker(case: Case) -> dict[str, Any]:
 # Orchestration ------------------------------------------------------------------------------
 
 
-def plan(quick: bool, threads: list[int], sac_threads: list[int]) -> list[Case]:
-    """Every case of one repeat, in run order (the contenders of a table row back to back)."""
-    batches = {"ppo-cleanrl": 1 if quick else 2, "ppo-light": 2 if quick else 4}
-    cases = []
+def plan(quick: bool, threads: list[int], sac_threads: list[int]) -> list[list[Case]]:
+    """The table rows in run order: per setting, env and thread count, its contenders."""
+    rounds = plan_rounds(quick)
+    rows = []
     for setting in ("ppo-cleanrl", "ppo-light", "sac"):
         settings = SETTINGS[setting]
-        if isinstance(settings, PPOSettings):
-            timed = batches[setting] * settings.frames_per_batch
-        else:
-            timed = 500 if quick else 1000
+        # Enough frames that no contender ends before the last round.
+        timed = (rounds[setting] + 2) * iteration_frames(settings)
         for env in ENVS:
             for n in sac_threads if setting == "sac" else threads:
-                extra = ("floor",) if setting == "sac" else ()
-                for contender in (*CONTENDERS, *extra):
-                    cases.append(Case(contender, setting, env, n, timed))
-    return cases
+                rows.append([Case(contender, setting, env, n, timed) for contender in CONTENDERS])
+    return rows
 
 
-def default_repeats(quick: bool) -> dict[str, int]:
-    """Runs of each case; SAC's are long, so it gets fewer."""
-    if quick:
-        return dict.fromkeys(SETTINGS, 1)
-    return {"ppo-cleanrl": 5, "ppo-light": 5, "sac": 3}
+def plan_rounds(quick: bool) -> dict[str, int]:
+    return {"ppo-cleanrl": 3, "ppo-light": 6, "sac": 1} if quick else ROUNDS
+
+
+class _Contender:
+    """A contender's worker process, driven one turn at a time over its stdin/stdout."""
+
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        self.stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by the row)
+        env = dict(os.environ, OMP_NUM_THREADS=str(case.threads), MKL_NUM_THREADS=str(case.threads))
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", json.dumps(case.__dict__)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+            env=env,
+        )  # fmt: skip
+
+    def say(self, word: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(word + "\n")
+        self.proc.stdin.flush()
+
+    def until(self, prefix: str) -> str:
+        """Reads the worker's output up to its next line starting with ``prefix``."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(prefix):
+                return line[len(prefix) :]
+        self.stderr.seek(0)
+        raise RuntimeError(f"{self.case} failed:\n{self.stderr.read()[-3000:]}")
+
+
+def run_row(row: list[Case], rounds: int) -> list[dict[str, Any]]:
+    """Runs a row's contenders in turns: each gets ``rounds`` iterations, one at a time.
+
+    All start together and warm up in turn; then every round gives each contender one
+    iteration (the order reversed every other round), so all are timed under the same
+    conditions within seconds of each other.
+    """
+    contenders = [_Contender(case) for case in row]
+    try:
+        for contender in contenders:  # construction and warm-up, up to the timed window
+            contender.until("TURN done")
+        for i in range(rounds):
+            for contender in contenders if i % 2 == 0 else contenders[::-1]:
+                contender.say("go")
+                contender.until("TURN done")
+        results = []
+        for contender in contenders:
+            contender.say("stop")
+            results.append(json.loads(contender.until("RESULT ")))
+        return results
+    finally:
+        for contender in contenders:
+            if contender.proc.poll() is None:
+                contender.proc.kill()
+            contender.stderr.close()
 
 
 def run_case(case: Case) -> dict[str, Any]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(case.threads), MKL_NUM_THREADS=str(case.threads))
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(case.__dict__)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{case} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT ") :])
+    """Runs one case on its own (no turns), e.g. the GEMM floor."""
+    contender = _Contender(case)
+    try:
+        return json.loads(contender.until("RESULT "))
+    finally:
+        contender.proc.wait()
+        contender.stderr.close()
 
 
 def system_info() -> list[str]:
@@ -417,23 +474,25 @@ def _fmt_ratio(value: float) -> str:
     return f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"
 
 
-def _ratios(best: dict[str, float], median: dict[str, float], other: str) -> str:
-    """trainrl / ``other``: from the best runs in bold, from the medians in parentheses."""
-    if "trainrl" not in best or other not in best:
+def _ratio(row: dict[str, dict[str, Any]], other: str) -> str:
+    """trainrl / ``other`` over all rounds, then the median and range of the per-round ratios."""
+    if "trainrl" not in row or other not in row:
         return "-"
-    return (
-        f"**{_fmt_ratio(best['trainrl'] / best[other])}** "
-        f"({_fmt_ratio(median['trainrl'] / median[other])})"
-    )
+    ours, theirs = row["trainrl"], row[other]
+    overall = f"**{_fmt_ratio(ours['fps'] / theirs['fps'])}**"
+    per_round = [a / b for a, b in zip(ours["round_fps"], theirs["round_fps"], strict=False)]
+    if len(per_round) < 2:
+        return overall
+    low, mid, high = min(per_round), statistics.median(per_round), max(per_round)
+    return f"{overall} ({_fmt_ratio(mid)}; {_fmt_ratio(low)}-{_fmt_ratio(high)})"
 
 
 def report(results: list[dict[str, Any]]) -> list[str]:
     """Markdown tables: one per setting and thread count, one row per env."""
-    by_key: dict[tuple, dict[str, list[dict[str, Any]]]] = {}
+    by_key: dict[tuple, dict[str, dict[str, Any]]] = {}
     for r in results:
         c = r["case"]
-        row = by_key.setdefault((c["setting"], c["threads"], c["env"]), {})
-        row.setdefault(c["contender"], []).append(r)
+        by_key.setdefault((c["setting"], c["threads"], c["env"]), {})[c["contender"]] = r
     lines: list[str] = []
     tables = sorted(
         {(s, t) for s, t, _ in by_key}, key=lambda k: (list(SETTINGS).index(k[0]), k[1])
@@ -449,36 +508,36 @@ def report(results: list[dict[str, Any]]) -> list[str]:
             "",
             "| env | raw SyncVectorEnv | minimal loop | SB3 | trainrl | trainrl/SB3 "
             "| trainrl/minimal | trainrl/raw |"
-            + (" GEMM floor (trainrl/floor) |" if floor else "")
-            + " runs x timed frames | load |",
+            + (" GEMM floor | trainrl/floor |" if floor else "")
+            + " rounds x frames | load |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-            + (" ---: |" if floor else "")
+            + (" ---: | ---: |" if floor else "")
             + " ---: | ---: |",
         ]
         for env in ENVS:
             row = by_key.get((setting, threads, env))
             if row is None:
                 continue
-            best = {k: max(r["fps"] for r in v) for k, v in row.items()}
-            median = {k: statistics.median(r["fps"] for r in v) for k, v in row.items()}
-            runs = row.get("trainrl", next(iter(row.values())))
-            loads = [r["load"] for v in row.values() for r in v]
-            cells = [f"{best[k]:,.0f}" if k in best else "-" for k in CONTENDERS]
-            ratios = [_ratios(best, median, k) for k in ("sb3", "minimal", "raw")]
-            if "floor" in best:
-                ratios.append(f"{best['floor']:,.0f} ({_ratios(best, median, 'floor')})")
+            cells = [f"{row[k]['fps']:,.0f}" if k in row else "-" for k in CONTENDERS]
+            ratios = [_ratio(row, k) for k in ("sb3", "minimal", "raw")]
+            if floor and "floor" in row:
+                ratios += [f"{row['floor']['fps']:,.0f}", _ratio(row, "floor")]
+            ours = row.get("trainrl", next(iter(row.values())))
+            rounds = len(ours["round_fps"])
+            loads = statistics.mean(r["load"] for r in row.values())
             lines.append(
                 f"| {env} | {' | '.join(cells)} | {' | '.join(ratios)} "
-                f"| {len(runs)} x {runs[0]['frames']:,} | {statistics.mean(loads):.1f} |"
+                f"| {rounds} x {iteration_frames(settings):,} | {loads:.1f} |"
             )
     lines += [
         "",
-        "frames/s: wall clock over the timed window, best of the runs (other jobs on the machine "
-        "can only slow a run down). Ratios: from the best runs in bold, from the median runs in "
-        "parentheses. load: mean 1-minute load average during the row's runs (2 = both cores "
-        "busy). Raw stepping times at least 20,000 frames. GEMM floor (SAC): the frames/s "
-        "an implementation would reach if an update cost only its matrix products "
-        "(`sac_gemm_floor_ms`), one update per frame.",
+        "frames/s: wall clock over the timed rounds. The contenders of a row run in turns, one "
+        "iteration (a PPO batch with all its epochs, or 1,000 SAC frames) each, so all are "
+        "timed within seconds of each other. Ratios: over all rounds in bold, then the median "
+        "and the range of the ratios of single rounds. load: mean 1-minute load average during "
+        "the row (1 = the benchmark alone). GEMM floor (SAC): the frames/s an implementation "
+        "would reach if an update cost only its matrix products (`sac_gemm_floor_ms`), one "
+        "update per frame.",
     ]
     return lines
 
@@ -611,9 +670,7 @@ def main() -> None:
         "--sac-threads", type=int, nargs="+", help="torch threads for SAC (default: 1)"
     )
     parser.add_argument(
-        "--repeats",
-        type=int,
-        help="runs of each case, median reported (default: PPO 3, SAC 2; quick: 1)",
+        "--rounds", type=int, help=f"turns of each contender per row (default: {ROUNDS})"
     )
     parser.add_argument(
         "--only", nargs="+", help="run only cases whose setting/env/contender match"
@@ -624,40 +681,41 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.worker:
-        print("RESULT " + json.dumps(worker(Case(**json.loads(args.worker)))), flush=True)
+        case = Case(**json.loads(args.worker))
+        turns = None if case.contender == "floor" else Turns()
+        print("RESULT " + json.dumps(worker(case, turns)), flush=True)
         return
     if args.profile:
         print("\n".join(system_info() + profile(args.threads[0])))
         return
 
-    sac_threads = args.sac_threads or [1]
-    cases = plan(args.quick, args.threads, sac_threads)
+    rows = plan(args.quick, args.threads, args.sac_threads or [1])
     if args.only:
-        cases = [c for c in cases if all(w in (c.setting, c.env, c.contender) for w in args.only)]
+        rows = [
+            [c for c in row if all(w in (c.setting, c.env, c.contender) for w in args.only)]
+            for row in rows
+        ]
     began = time.perf_counter()
     load_start = os.getloadavg()
     results = []
-    repeats = default_repeats(args.quick)
-    if args.repeats is not None:
-        repeats = dict.fromkeys(SETTINGS, args.repeats)
-    for repeat in range(max(repeats.values())):
-        for case in cases:
-            if repeat >= repeats[case.setting]:
-                continue
-            try:
-                result = run_case(case)
-            except RuntimeError as err:
-                print(err, file=sys.stderr, flush=True)
-                continue
-            results.append(result)
-            print(
-                f"[{time.perf_counter() - began:6.0f} s] repeat {repeat + 1}: {case.setting} "
-                f"{case.env} threads={case.threads} {case.contender}: "
-                f"{result['fps']:,.0f} frames/s over {result['frames']:,} frames "
-                f"(load {result['load']:.1f})",
-                file=sys.stderr,
-                flush=True,
-            )
+    for row in [r for r in rows if r]:
+        case = row[0]
+        rounds = args.rounds or (plan_rounds(args.quick)[case.setting])
+        try:
+            row_results = run_row(row, rounds)
+            if case.setting == "sac":
+                row_results.append(run_case(dataclasses.replace(case, contender="floor")))
+        except RuntimeError as err:
+            print(err, file=sys.stderr, flush=True)
+            continue
+        results += row_results
+        summary = ", ".join(f"{r['case']['contender']} {r['fps']:,.0f}" for r in row_results)
+        print(
+            f"[{time.perf_counter() - began:6.0f} s] {case.setting} {case.env} "
+            f"threads={case.threads}: {summary} frames/s",
+            file=sys.stderr,
+            flush=True,
+        )
     elapsed = time.perf_counter() - began
     lines = [
         f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`, {elapsed / 60:.1f} min, "
