@@ -58,6 +58,20 @@ def run_train(
     )
 
 
+def resume_train(
+    algo: str, run_dir: Path, *overrides: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``train.py --resume RUN_DIR [overrides]`` from an unrelated working directory."""
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS[algo]), "--resume", str(run_dir), *overrides],
+        cwd=run_dir.parent,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def subprocess_env() -> dict[str, str]:
     return {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.integration.runner import SCRIPTS, run_train, subprocess_env
+from tests.integration.runner import resume_train, run_train
 
 CASES = [
     (
@@ -91,10 +89,7 @@ def test_resume_checks_new_overrides_like_a_fresh_run(tmp_path):
         (["optimizer.lr=fast"], "optimizer.lr: Value 'fast' of type 'str' could not be converted"),
         (["trainer.total_frames=0"], "trainer.total_frames=0: allowed is a number >= 1"),
     ):
-        result = subprocess.run(
-            [sys.executable, str(SCRIPTS["ppo"]), "--resume", str(run_dir), *overrides],
-            cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        result = resume_train("ppo", run_dir, *overrides, timeout=60)
         assert result.returncode == 2, result.stderr
         assert expected in result.stderr
         assert "Traceback" not in result.stderr

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
 from tests.integration.runner import (
-    SCRIPTS,
     read_scalar,
     read_scalars,
+    resume_train,
     run_train,
     subprocess_env,
     train_command,
@@ -79,14 +78,7 @@ def test_sigint_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert "interrupted by SIGINT" in stderr
     assert f"--resume {paused}" in stderr
 
-    resumed = subprocess.run(
-        [sys.executable, str(SCRIPTS["ppo"]), "--resume", str(paused)],
-        cwd=tmp_path,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = resume_train("ppo", paused)
     assert resumed.returncode == 0, resumed.stderr
     assert f"at {stopped_at} frames" in resumed.stdout
 
@@ -151,14 +143,7 @@ def test_sigkill_then_resume_logs_each_step_once_like_an_uninterrupted_run(tmp_p
         "the kill came too late to leave rows past the last checkpoint"
     )
 
-    resumed = subprocess.run(
-        [sys.executable, str(SCRIPTS["ppo"]), "--resume", str(killed)],
-        cwd=tmp_path,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = resume_train("ppo", killed)
     assert resumed.returncode == 0, resumed.stderr
     assert f"at {checkpointed} frames" in resumed.stdout
     assert _final_state(killed)["state"]["frames"] == 4096
@@ -180,20 +165,7 @@ def test_mlflow_resume_continues_the_same_run_and_logs_its_params_there(tmp_path
     run_dir = tmp_path / "run"
     first = run_train("ppo", run_dir, "logger=mlflow")
     assert first.returncode == 0, first.stderr
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPTS["ppo"]),
-            "--resume",
-            str(run_dir),
-            "trainer.total_frames=3072",
-        ],
-        cwd=tmp_path,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = resume_train("ppo", run_dir, "trainer.total_frames=3072")
     assert resumed.returncode == 0, resumed.stderr
     assert "at 2048 frames" in resumed.stdout
 
