@@ -9,8 +9,9 @@ interrupted run continues from its checkpoint (``--resume``). Run it in the back
     .venv/bin/python benchmarks/learning.py --report      # tables and plots from what finished
 
 The metric is CleanRL's: the mean of the last 100 training-episode returns of a run
-(from the run's ``episodes.csv``), then mean +- std over seeds. It writes
-``docs/learning.md`` and one PNG of learning curves per task in ``docs/learning/``.
+(from the run's ``episodes.csv``), then mean +- std over seeds. It writes the table of
+``docs/learning.md`` (between its ``results`` markers; the notes around it are kept) and one
+PNG of learning curves per task in ``docs/learning/``.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ TASKS = [
     Task("ppo", "Hopper-v5", 1_000_000, ("+preset=mujoco_ppo",),
          published=f"2382.86 +- 271.74 ({CLEANRL_PPO})", preset="mujoco_ppo"),
     Task("ppo", "Walker2d-v5", 1_000_000, ("+preset=mujoco_ppo",),
+         published=f"2287.95 +- 571.78 ({CLEANRL_PPO})", preset="mujoco_ppo"),
+    Task("ppo", "Walker2d-v4", 1_000_000, ("+preset=mujoco_ppo",),
          published=f"2287.95 +- 571.78 ({CLEANRL_PPO})", preset="mujoco_ppo"),
     Task("ppo", "HalfCheetah-v5", 1_000_000, ("+preset=halfcheetah_ppo",),
          published=f"5819 +- 663 ({RL_ZOO_PPO_HALFCHEETAH})", preset="halfcheetah_ppo"),
@@ -132,13 +135,6 @@ def read_result(task: Task, seed: int) -> RunResult | None:
 
 def report(seeds: list[int]) -> None:
     lines = [
-        "# Learning results",
-        "",
-        "Produced by `benchmarks/learning.py` (see its docstring for the commands). Metric: mean of",
-        f"the last {LAST_EPISODES} training-episode returns of each run (SAC on Pendulum: the last",
-        "10, as its 15k frames hold only 75 episodes), then mean +- std over seeds. Each run is the",
-        "real `train.py` with the overrides shown; wall time is per run, on a shared machine.",
-        "",
         f"Machine: {platform.processor() or platform.machine()}, {_cpu_count()} cores, "
         f"Python {platform.python_version()}, {_versions()}.",
         "",
@@ -160,8 +156,19 @@ def report(seeds: list[int]) -> None:
             f"| {task.algo} | {task.env} | {task.frames:,} | {overrides} | {len(results)}/{len(seeds)} "
             f"| {score} | {task.published or '-'} | {wall} |"
         )
-    DOC.write_text("\n".join(lines) + "\n")
+    _write_results(lines)
     print("\n".join(lines))
+
+
+def _write_results(lines: list[str]) -> None:
+    """Replaces the generated part of ``docs/learning.md``; the notes around it stay."""
+    begin, end = "<!-- results: written by benchmarks/learning.py -->", "<!-- /results -->"
+    text = DOC.read_text() if DOC.exists() else f"{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        text = f"{begin}\n{end}\n\n{text}"
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    DOC.write_text(f"{head}{begin}\n" + "\n".join(lines) + f"\n{end}{tail}")
 
 
 def _plot(task: Task, results: list[RunResult]) -> None:
