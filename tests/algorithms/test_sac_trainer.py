@@ -135,12 +135,12 @@ def test_logged_batch_metrics_match_plain_python():
         assert {"episode_return", "episode_length", "r_training_std"} <= set(expected)
         for name, value in expected.items():
             assert logged[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
-    # utd_ratio after each batch: optimization steps so far / frames so far, averaged per log.
-    utd = [
-        steps * sum(f >= 40 for _, f in batches[: i + 1]) / f for i, (_, f) in enumerate(batches)
-    ]
+    # utd_ratio: optimization steps / collected frames within each log window.
+    frames = [f for _, f in batches]
+    stepped = [steps * (f >= 40) for f in frames]
+    collected = [b - a for a, b in zip([0, *frames], frames, strict=False)]
     assert [logged["utd_ratio"] for logged, _ in windows] == pytest.approx(
-        [(utd[0] + utd[1]) / 2, (utd[2] + utd[3]) / 2]
+        [sum(stepped[:2]) / sum(collected[:2]), sum(stepped[2:]) / sum(collected[2:])]
     )
     assert {"loss_actor", "loss_qvalue", "loss_alpha"} <= set(windows[0][0])
 

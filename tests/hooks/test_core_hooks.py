@@ -289,7 +289,8 @@ def test_utd_ratio_and_frame_count_logs():
     UTDRHook().register(trainer)
     CountFramesLog().register(trainer)
     trainer.train()
-    assert trainer.logged["utd_ratio"] == pytest.approx(np.mean([2 / 8, 4 / 16, 6 / 24, 8 / 32]))
+    # Steps over frames of the log window (4 batches of 8 frames, 2 steps each).
+    assert trainer.logged["utd_ratio"] == pytest.approx(8 / 32)
     assert trainer.logged["n_frames"] == np.mean([8, 16, 24, 32])
 
 
@@ -355,3 +356,27 @@ def test_clip_grad_norm_matches_torch_to_the_bit(max_norm):
     for param, grad in zip(params, ours, strict=True):
         assert torch.equal(grad, param.grad)
     assert clip_grad_norm([], max_norm) == 0.0
+
+
+def test_utd_ratio_of_a_resumed_run_counts_only_its_own_window(tmp_path):
+    """With a warm-up that skips updates, the window ratio differs from the running ratio, and a
+    resumed trainer must start its count at the checkpoint, not at zero."""
+
+    def run(**kw) -> Trainer:
+        collector = ToyCollector(total_frames=48)
+        collector.init_random_frames = 16  # the first two batches only collect
+        trainer = _trainer(collector=collector, total_frames=48, log_interval=16, **kw)
+        UTDRHook().register(trainer)
+        return trainer
+
+    straight = run()
+    straight.train()
+    assert straight.logged["utd_ratio"] == pytest.approx(4 / 16)  # 2 batches x 2 steps
+    checkpoint = tmp_path / "ckpt.pt"
+    first = run(save_trainer_file=checkpoint, save_trainer_interval=32)
+    first.total_frames = 32
+    first.train()
+    resumed = run(save_trainer_file=checkpoint)
+    resumed.load_from_file(checkpoint)
+    resumed.train()
+    assert resumed.logged["utd_ratio"] == pytest.approx(straight.logged["utd_ratio"])

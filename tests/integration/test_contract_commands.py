@@ -42,7 +42,10 @@ def test_sac_default_command_runs_on_halfcheetah(tmp_path):
     resolved = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
     assert resolved["training_env"]["create_env_fn"]["base_env"]["env_name"] == "HalfCheetah-v5"
     utd = read_scalar(run_dir, "sac_HalfCheetah-v5", "utd_ratio")
-    assert utd[-1] == (600, pytest.approx((600 - 200 + 100) * 0.1 / 600, rel=1e-6))
+    # The last log window (one 100-frame batch) had 0.1 x 100 updates.
+    assert utd[-1] == (600, pytest.approx(0.1, rel=1e-6))
+    # The window that ends the warm-up (frames 100-200): updates on the 200th frame's batch only.
+    assert (200, pytest.approx(10 / 100, rel=1e-6)) in utd
     assert read_scalar(run_dir, "sac_HalfCheetah-v5", "loss_qvalue")[-1][0] == 600
 
 

@@ -95,7 +95,8 @@ class CountFramesLog(TrainerHookBase):
 
 
 class UTDRHook(TrainerHookBase):
-    """Logs the update-to-data ratio: optimization steps per collected frame, as ``utd_ratio``.
+    """Logs the update-to-data ratio as ``utd_ratio``: optimization steps per collected frame
+    since the previous logger write (not a mean of running ratios, which lags behind).
 
     Examples:
         >>> UTDRHook(trainer).register(trainer)
@@ -103,18 +104,30 @@ class UTDRHook(TrainerHookBase):
 
     def __init__(self, trainer: Trainer | None = None) -> None:
         self._trainer = trainer
+        self._seen = (0, 0)  # (optim_steps, frames) at the previous batch
 
     def register(self, trainer: Trainer, name: str | None = None) -> None:
         del name
         self._trainer = trainer
+        trainer.register_op(Stage.SETUP, self._start)  # after a checkpoint is loaded
         trainer.register_op(Stage.POST_STEPS_LOG, self)
+
+    def _start(self) -> None:
+        if self._trainer is not None:
+            self._seen = (self._trainer.state.optim_steps, self._trainer.state.frames)
 
     def __call__(self, batch: TensorDictBase) -> dict[str, Any] | None:
         del batch
         trainer = self._trainer
-        if trainer is None or trainer.state.frames == 0:
+        if trainer is None:
             return None
-        return {"utd_ratio": trainer.state.optim_steps / trainer.state.frames, "log_pbar": False}
+        steps, frames = trainer.state.optim_steps, trainer.state.frames
+        new_steps, new_frames = steps - self._seen[0], frames - self._seen[1]
+        self._seen = (steps, frames)
+        if new_frames <= 0:
+            return None
+        # A (sum, count) pair: the logged value is steps / frames over the whole log window.
+        return {"utd_ratio": (float(new_steps), float(new_frames)), "log_pbar": False}
 
 
 class EarlyStopping(TrainerHookBase):
