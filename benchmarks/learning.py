@@ -113,7 +113,16 @@ def train(task: Task, seed: int) -> None:
         wall = _recorded_wall_time(directory) + time.monotonic() - start
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "wall.json").write_text(json.dumps({"wall_s": wall}))
-    summary.write_text(json.dumps({"wall_s": wall, "frames": task.frames}))
+    summary.write_text(json.dumps({"wall_s": wall, "frames": task.frames, "commit": _commit()}))
+
+
+def _commit() -> str:
+    """The checked-out commit (``+`` if the tree had changes): which code produced a run."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "--", "trainers", "configs", "conf"],
+                           capture_output=True, text=True)  # fmt: skip
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
 
 
 def _recorded_wall_time(directory: Path) -> float:
