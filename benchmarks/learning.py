@@ -70,8 +70,6 @@ TASKS = [
          published=f"2382.86 +- 271.74 ({CLEANRL_PPO})", preset="mujoco_ppo"),
     Task("ppo", "Walker2d-v5", 1_000_000, ("+preset=mujoco_ppo",),
          published=f"2287.95 +- 571.78 ({CLEANRL_PPO})", preset="mujoco_ppo"),
-    Task("ppo", "Walker2d-v4", 1_000_000, ("+preset=mujoco_ppo",),
-         published=f"2287.95 +- 571.78 ({CLEANRL_PPO})", preset="mujoco_ppo"),
     Task("ppo", "HalfCheetah-v5", 1_000_000, ("+preset=halfcheetah_ppo",),
          published=f"5819 +- 663 ({RL_ZOO_PPO_HALFCHEETAH})", preset="halfcheetah_ppo"),
     Task("sac", "HalfCheetah-v5", 300_000, published="issue target: >= 5000 at 300k frames"),
@@ -113,6 +111,12 @@ def train(task: Task, seed: int) -> None:
         wall = _recorded_wall_time(directory) + time.monotonic() - start
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "wall.json").write_text(json.dumps({"wall_s": wall}))
+    frames = _checkpointed_frames(directory)
+    if frames < task.frames:  # stopped early (Ctrl-C, SIGTERM) with a checkpoint: not finished
+        raise RuntimeError(
+            f"{directory.name} stopped at {frames} of {task.frames} frames; run this script "
+            "again to resume it"
+        )
     summary.write_text(json.dumps({"wall_s": wall, "frames": task.frames, "commit": _commit()}))
 
 
@@ -123,6 +127,13 @@ def _commit() -> str:
     dirty = subprocess.run([*git, "status", "--porcelain", "--", "trainers", "configs", "conf"],
                            capture_output=True, text=True)  # fmt: skip
     return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
+
+
+def _checkpointed_frames(directory: Path) -> int:
+    import torch
+
+    checkpoint = torch.load(directory / "checkpoint.pt", weights_only=True)
+    return int(checkpoint["state"]["state"]["frames"])
 
 
 def _recorded_wall_time(directory: Path) -> float:
