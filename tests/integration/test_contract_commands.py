@@ -179,3 +179,43 @@ def test_mlflow_logger_writes_a_local_store(tmp_path):
     (run,) = client.search_runs([experiment.experiment_id])
     history = client.get_metric_history(run.info.run_id, "loss_objective")
     assert [m.step for m in history] == [512, 1024, 1536, 2048]
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [
+        ("mujoco_ppo", {"num_workers": 1, "frames_per_batch": 2048, "lr": 3e-4, "clip_norm": 0.5}),
+        ("halfcheetah_ppo", {"num_workers": 1, "frames_per_batch": 512, "lr": 2.0633e-05}),
+    ],
+)
+def test_presets_compose_and_train(tmp_path, preset, expected):
+    run_dir = tmp_path / "run"
+    _ok(
+        run_train(
+            "ppo",
+            run_dir,
+            f"+preset={preset}",
+            "trainer.total_frames=4096",
+            "trainer.num_epochs=1",
+            "trainer.progress_bar=false",
+            tiny=False,
+        )
+    )
+    resolved = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
+    got = {
+        "num_workers": resolved["training_env"]["num_workers"],
+        "frames_per_batch": resolved["collector"]["frames_per_batch"],
+        "lr": resolved["optimizer"]["lr"],
+        "clip_norm": resolved["trainer"]["clip_norm"],
+    }
+    assert {k: got[k] for k in expected} == expected
+    assert resolved["training_env"]["create_env_fn"]["base_env"]["env_name"] == "HalfCheetah-v5"
+    transforms = resolved["training_env"]["create_env_fn"]["transform"]["_args_"]
+    assert [t["_target_"].rsplit(".", 1)[-1] for t in transforms] == [
+        "RewardSum", "VecNorm", "RewardNorm"
+    ]  # fmt: skip
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)["state"]
+    assert state["state"]["frames"] >= 4096
+    # The normalizers' statistics are part of the checkpoint (VecNorm, then RewardNorm).
+    normalizers = state["modules"]["collector"]["env"]["transform"]
+    assert normalizers["1"]["count"] >= 4096 and normalizers["2"]["count"] >= 4096
