@@ -238,6 +238,18 @@ def test_tensorboard_scalars_hparams_and_video_read_back(tmp_path):
     assert gif_colors(image.encoded_image_string) == COLORS
 
 
+def test_tensorboard_scalars_are_on_disk_after_each_call(tmp_path):
+    """A run killed between two log writes keeps what it logged (no 120 s flush window)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = TensorboardLogger("run", log_dir=tmp_path)
+    logger.log_scalars({"r_training": -1.5}, step=10)
+    events = EventAccumulator(str(tmp_path / "run"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("r_training")] == [(10, -1.5)]
+    logger.close()
+
+
 def test_tensorboard_resume_purges_events_logged_after_the_checkpoint(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -19,8 +19,8 @@ class TensorboardLogger(Logger):
     """Writes scalars, hyperparameters and videos to ``<log_dir>/<exp_name>/events.out.tfevents.*``.
 
     * Scalars: one ``add_scalar`` per value, tagged with its name (``/`` groups them in the UI).
-      Event files are appended by a background thread and flushed every 120 s and on
-      :meth:`close`; a resumed run writes a new event file in the same folder, and TensorBoard
+      Each :meth:`log_scalars` call flushes the event file (a call per ``log_interval``
+      frames, so the cost is nothing), so a crash or kill loses none of it; a resumed run writes a new event file in the same folder, and TensorBoard
       joins them into one curve. That file starts with a ``purge_step`` (one past the last step
       in the state given to :meth:`load_state_dict`): TensorBoard discards the earlier files'
       events at and after it, so what a killed run logged after its last checkpoint is shown
@@ -66,6 +66,7 @@ class TensorboardLogger(Logger):
     def log_scalars(self, values: Mapping[str, float], step: int | None = None) -> None:
         for name, value in values.items():
             self.experiment.add_scalar(name, float(value), self._resolve_step(name, step))
+        self.experiment.flush()
 
     def log_hparams(self, cfg: Mapping) -> None:
         from torch.utils.tensorboard.summary import hparams
