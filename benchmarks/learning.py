@@ -77,6 +77,11 @@ TASKS = [
 ]  # fmt: skip
 
 
+def _named(task: Task) -> set[str]:
+    """The names ``--only`` knows a task by."""
+    return {f"{task.algo}:{task.env}", f"{task.algo}:{task.env}:{task.preset}"}
+
+
 def run_dir(task: Task, seed: int) -> Path:
     return RESULTS / f"{task.algo}-{task.env}-{task.preset}-s{seed}"
 
@@ -243,10 +248,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", nargs="+", default=None, help="algo:env, e.g. ppo:Hopper-v5")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        help="algo:env or algo:env:preset, e.g. ppo:Hopper-v5 ppo:HalfCheetah-v5:halfcheetah_ppo",
+    )
     parser.add_argument("--report", action="store_true", help="only write the tables and plots")
     args = parser.parse_args()
-    selected = [t for t in TASKS if args.only is None or f"{t.algo}:{t.env}" in args.only]
+    selected = [t for t in TASKS if args.only is None or _named(t) & set(args.only)]
     if not args.report:
         for task in selected:
             for seed in args.seeds:

@@ -1,4 +1,4 @@
-"""Ctrl-C in a terminal reaches the whole process group, worker processes included."""
+"""Ctrl-C in a terminal, or a SIGTERM sent to the job, reaches the whole process group."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from tests.integration.runner import subprocess_env, train_command
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -20,7 +21,7 @@ from tests.integration.runner import subprocess_env, train_command
     ],
     ids=["collector_workers", "env_workers"],
 )
-def test_ctrl_c_to_the_process_group_stops_cleanly_with_a_checkpoint(tmp_path, overrides):
+def test_a_signal_to_the_process_group_stops_cleanly_with_a_checkpoint(tmp_path, overrides, signum):
     run_dir = tmp_path / "run"
     command = train_command(
         "ppo", run_dir, *overrides, "trainer.total_frames=1000000", "collector.frames_per_batch=512",
@@ -37,9 +38,9 @@ def test_ctrl_c_to_the_process_group_stops_cleanly_with_a_checkpoint(tmp_path, o
     while not first_log.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()[1]
-    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signum)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
-    assert "interrupted by SIGINT" in stderr
+    assert f"interrupted by {signal.Signals(signum).name}" in stderr
     assert "Traceback" not in stderr
     assert (run_dir / "checkpoint.pt").exists()

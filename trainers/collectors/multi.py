@@ -33,7 +33,7 @@ from trainers.collectors.sync import (
     check_total_frames,
     exploration_interaction_type,
 )
-from trainers.envs._mp import ignore_interrupts, worker_context
+from trainers.envs._mp import isolate_from_group_signals, worker_context
 from trainers.envs.common import EnvBase
 
 
@@ -72,7 +72,7 @@ def _collector_worker(
     policy: PolicyType | None,
     collector_kwargs: dict[str, Any],
 ) -> None:
-    ignore_interrupts()
+    isolate_from_group_signals()
     torch.set_num_threads(1)  # one process per worker already uses the cores
     try:
         handler = _WorkerHandler(SyncDataCollector(create_env_fn, policy, **collector_kwargs))

@@ -23,7 +23,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from trainers.envs._mp import ignore_interrupts, worker_context
+from trainers.envs._mp import isolate_from_group_signals, worker_context
 
 _SIMPLE_TYPES = (bool, int, float, str, type(None))
 # mjData arrays that are sized by the current contacts/constraints (recomputed by the next step)
@@ -274,7 +274,7 @@ def _worker_main(
     layout: dict[str, tuple[tuple[int, ...], str]],
     rows: slice,
 ) -> None:
-    ignore_interrupts()
+    isolate_from_group_signals()
     try:
         envs = SubEnvs(*make_args)
         buffers = {

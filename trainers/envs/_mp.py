@@ -8,6 +8,7 @@ worker is then forked from it in milliseconds, without inheriting the parent's t
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 from typing import TYPE_CHECKING
 
@@ -26,10 +27,15 @@ def worker_context() -> ForkServerContext | SpawnContext:
     return ctx
 
 
-def ignore_interrupts() -> None:
-    """Called first in a worker: Ctrl-C in a terminal signals the whole process group, and the
-    parent then finishes its batch, checkpoints and closes its workers itself.
+def isolate_from_group_signals() -> None:
+    """Called first in a worker: a signal to the parent's process group (Ctrl-C in a terminal,
+    ``kill -TERM -- -PGID``) then reaches only the parent, which finishes its batch, checkpoints
+    and closes its workers itself. A worker dying first would lose that batch and the checkpoint.
 
-    SIGTERM keeps its default: the parent (and multiprocessing at exit) stops stragglers with it.
+    SIGINT is also ignored, for signals sent to every process one by one. SIGTERM keeps its
+    default: the parent (and multiprocessing at exit) stops stragglers with it, so a SIGTERM
+    sent to each process (a cgroup kill) still ends the run at its last periodic checkpoint.
     """
+    if hasattr(os, "setpgid"):  # POSIX
+        os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
