@@ -227,6 +227,29 @@ def test_two_trainers_keep_their_own_counters_and_hooks():
     assert (second.state.frames, second.state.optim_steps) == (80, first.state.optim_steps)
 
 
+def test_a_resumed_run_collects_with_the_loaded_weights_when_the_collector_runs_a_copy(tmp_path):
+    """Worker processes, another device and background collection run a copy of the policy
+    made when the collector was built; after a resume it must get the loaded weights before
+    the first batch, or that batch comes from the weights the run started with."""
+
+    def make(total_frames: int) -> PPOTrainer:
+        trainer, _ = make_ppo(total_frames=total_frames, save_trainer_file=tmp_path / "ckpt.pt")
+        trainer.collector.use_private_policy_copy()
+        return trainer
+
+    straight = make(160)
+    straight.train()
+    make(80).train()  # saves at its end
+    resumed = make(160)
+    resumed.load_from_file(tmp_path / "ckpt.pt")
+    resumed.train()
+
+    assert resumed.state.frames == straight.state.frames == 160
+    expected = straight.loss_module.state_dict()
+    for name, value in resumed.loss_module.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+
+
 def test_trains_from_the_given_replay_buffer_and_counts_whole_minibatches_with_drop_last():
     # An empty buffer is falsy (it has a __len__); it must still replace the default one.
     buffer = ReplayBuffer(

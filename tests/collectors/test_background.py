@@ -66,6 +66,20 @@ def test_weights_reach_the_background_copy_only_when_pushed():
     assert collector.frames >= 25
 
 
+def test_weights_pushed_before_the_thread_starts_collect_its_first_batch():
+    policy = ConstantPolicy(0.5)
+    collector = AsyncReplayCollector(
+        SyncDataCollector(GymEnv("Pendulum-v1"), policy, frames_per_batch=5, total_frames=5),
+        ListBuffer(),
+    )
+    with torch.no_grad():
+        policy.value.fill_(-1.0)  # e.g. loaded from a checkpoint after the copy was made
+    collector.update_policy_weights_()  # what the trainer's setup does
+    (batch,) = list(collector)
+    assert (batch[keys.ACTION] == -1.0).all()
+    collector.shutdown()
+
+
 def test_errors_in_the_thread_are_raised_by_the_iterator():
     class Broken:
         def extend(self, td: TensorDict) -> None:

@@ -86,6 +86,7 @@ class AsyncReplayCollector:
     def start(self) -> None:
         """Starts the background thread (iteration starts it too)."""
         if self._thread is None:
+            self._load_pending_weights()  # e.g. pushed at the trainer's setup, after a resume
             self._thread = threading.Thread(target=self._run, name="trainrl-collector", daemon=True)
             self._thread.start()
 
@@ -97,9 +98,7 @@ class AsyncReplayCollector:
                 with self._ready:
                     self._new.append(batch)
                     self._ready.notify_all()
-                weights, self._weights = self._weights, None
-                if weights is not None:
-                    self.collector.update_policy_weights_(weights)
+                self._load_pending_weights()
                 if self._stop.is_set():
                     break
         except BaseException as err:  # re-raised by the iterator, in the trainer's thread
@@ -108,6 +107,11 @@ class AsyncReplayCollector:
             with self._ready:
                 self._finished = True
                 self._ready.notify_all()
+
+    def _load_pending_weights(self) -> None:
+        weights, self._weights = self._weights, None
+        if weights is not None:
+            self.collector.update_policy_weights_(weights)
 
     def __iter__(self) -> Iterator[TensorDictBase]:
         self.start()

@@ -15,6 +15,11 @@ if TYPE_CHECKING:
 class UpdateWeights(TrainerHookBase):
     """Pushes the trained policy weights to the collector every ``update_weights_interval`` batches.
 
+    Also once at ``setup``, before the first batch: a collector that runs its own copy of the
+    policy (worker processes, another device, background collection) made that copy when it
+    was built, so after ``load_from_file`` it would otherwise collect a batch with the weights
+    the run started from.
+
     Args:
         collector: an object with ``update_policy_weights_(weights=None)``.
         update_weights_interval: batches between two pushes.
@@ -41,12 +46,16 @@ class UpdateWeights(TrainerHookBase):
 
     def register(self, trainer: Trainer, name: str | None = None) -> None:
         del name
+        trainer.register_op(Stage.SETUP, self.push)
         trainer.register_op(Stage.POST_STEPS, self)
 
     def __call__(self) -> None:
         self.counter += 1
-        if self.counter % self.update_weights_interval:
-            return
+        if self.counter % self.update_weights_interval == 0:
+            self.push()
+
+    def push(self) -> None:
+        """Sends the current weights now."""
         weights = self.policy_weights_getter() if self.policy_weights_getter else None
         self.collector.update_policy_weights_(weights)
 
