@@ -13,7 +13,7 @@ from tensordict import TensorDictBase
 
 from trainers import keys
 from trainers.algorithms import PPOTrainer, SACTrainer
-from trainers.collectors import SyncDataCollector
+from trainers.collectors import AsyncReplayCollector, SyncDataCollector
 from trainers.data import LazyTensorStorage, RandomSampler, Sampler, TensorDictReplayBuffer
 from trainers.envs import GymEnv
 from trainers.modules import make_qvalue_network, make_tanh_normal_actor, make_value_network
@@ -197,12 +197,14 @@ def make_sac(
     tau: float | None = 0.1,
     pad: int = 0,
     log_interval: int | None = None,
+    async_collection: bool = False,
     **kwargs: Any,
 ) -> tuple[SACTrainer, RecordingLogger]:
     """A SAC trainer on Pendulum with tiny networks; one log write per batch by default.
 
-    ``tau=None`` builds it without a target-net updater. ``pad > 0`` wraps the collector in a :class:`PaddedCollector` (which runs until the
-    trainer has ``total_frames`` valid frames).
+    ``tau=None`` builds it without a target-net updater. ``pad > 0`` wraps the collector in a
+    :class:`PaddedCollector` (which runs until the trainer has ``total_frames`` valid frames);
+    ``async_collection=True`` in an :class:`AsyncReplayCollector` that fills the buffer.
     """
     torch.manual_seed(0)
     env = _pendulum()
@@ -217,6 +219,11 @@ def make_sac(
     )
     if pad:
         collector = PaddedCollector(collector, pad)
+    buffer = TensorDictReplayBuffer(
+        storage=LazyTensorStorage(200), sampler=sampler or RandomSampler(), batch_size=16
+    )
+    if async_collection:
+        collector = AsyncReplayCollector(collector, buffer)
     logger = RecordingLogger()
     trainer = SACTrainer(
         collector=collector,
@@ -225,14 +232,13 @@ def make_sac(
         optim_steps_per_batch=optim_steps_per_batch,
         loss_module=loss,
         optimizer=torch.optim.Adam(loss.parameters(), lr=LR),
-        replay_buffer=TensorDictReplayBuffer(
-            storage=LazyTensorStorage(200), sampler=sampler or RandomSampler(), batch_size=16
-        ),
+        replay_buffer=buffer,
         target_net_updater=None if tau is None else SoftUpdate(loss, tau=tau),
         logger=logger,
         log_interval=log_interval or frames_per_batch,
         progress_bar=False,
         seed=0,
+        async_collection=async_collection,
         **kwargs,
     )
     return trainer, logger

@@ -17,6 +17,8 @@ from tests.algorithms._common import (
 from trainers import keys
 from trainers.algorithms import SACTrainer
 from trainers.data import PrioritizedSampler
+from trainers.objectives import SoftUpdate
+from trainers.trainer.checkpoint import load_checkpoint
 from trainers.trainer.stages import Stage
 from trainers.trainer.trainer import TrainerState
 
@@ -168,3 +170,58 @@ def test_two_trainers_keep_their_own_counters_and_hooks():
 def test_a_loss_with_target_networks_needs_a_target_net_updater():
     with pytest.raises(ValueError, match="no target_net_updater was given"):
         make_sac(tau=None)
+
+
+def test_async_collection_trains_on_what_the_background_thread_writes():
+    trainer, logger = make_sac(
+        init_random_frames=40, total_frames=120, optim_steps_per_batch=2, async_collection=True
+    )
+    trainer.train()
+
+    assert trainer.state.frames == 120  # every frame counted once, however batches were grouped
+    assert len(trainer.replay_buffer) == 120  # written by the thread, not by the trainer
+    assert trainer.state.optim_steps > 0
+    names = set().union(*(values for _, values in logger.scalars))
+    # Batch metrics come from the sampled batches at post_optim_log in async mode.
+    assert {"r_training", "done_percentage", "loss_actor", "loss_qvalue", "utd_ratio"} <= names
+
+
+def test_async_collection_resumes_with_the_buffer_and_the_frame_count_of_its_checkpoint(
+    tmp_path,
+):
+    ckpt = tmp_path / "ckpt.pt"
+    first, _ = make_sac(
+        total_frames=60, async_collection=True, save_trainer_file=ckpt, save_trainer_interval=20
+    )
+    first.train()
+    saved = load_checkpoint(ckpt)
+    collector_state = saved["modules"]["collector"]
+    pending = sum(
+        int(torch.Size(batch["batch_size"]).numel()) for batch in collector_state["pending"]
+    )
+    # Taken at a batch boundary: what the collector counted is in the buffer, and is either
+    # counted by the trainer or still to be yielded.
+    assert collector_state["collector"]["frames"] == saved["state"]["frames"] + pending
+    assert len(first.replay_buffer) == collector_state["collector"]["frames"]
+
+    resumed, _ = make_sac(total_frames=120, async_collection=True, save_trainer_file=ckpt)
+    resumed.load_from_file(ckpt)
+    assert len(resumed.replay_buffer) == len(first.replay_buffer)
+    resumed.train()
+    assert resumed.state.frames == 120
+    assert len(resumed.replay_buffer) == resumed.collector.frames
+
+
+def test_async_collection_needs_a_collector_that_fills_the_replay_buffer():
+    sync, _ = make_sac()
+    with pytest.raises(ValueError, match=r"AsyncReplayCollector\(collector, replay_buffer\)"):
+        SACTrainer(
+            collector=sync.collector,
+            total_frames=80,
+            frame_skip=1,
+            optim_steps_per_batch=1,
+            loss_module=sync.loss_module,
+            replay_buffer=sync.replay_buffer,
+            target_net_updater=SoftUpdate(sync.loss_module, tau=0.1),
+            async_collection=True,
+        )

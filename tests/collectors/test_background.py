@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -78,6 +80,57 @@ def test_weights_pushed_before_the_thread_starts_collect_its_first_batch():
     (batch,) = list(collector)
     assert (batch[keys.ACTION] == -1.0).all()
     collector.shutdown()
+
+
+TOTAL = 20_000  # about a second of collection: long enough to pause it half-way
+
+
+def _pendulum_collector(buffer: ListBuffer) -> AsyncReplayCollector:
+    sync = SyncDataCollector(
+        GymEnv("Pendulum-v1", num_envs=2), None, frames_per_batch=20, total_frames=TOTAL
+    )
+    return AsyncReplayCollector(sync, buffer)
+
+
+def test_state_dict_pauses_at_a_batch_boundary_and_a_restored_collector_yields_the_rest():
+    first_buffer = ListBuffer()
+    first = _pendulum_collector(first_buffer)
+    batches = iter(first)
+    yielded = next(batches).numel()
+    time.sleep(0.02)  # the thread runs ahead of the consumer
+    state = first.state_dict()
+    written = sum(td.numel() for td in first_buffer.items)
+    pending = sum(torch.Size(batch["batch_size"]).numel() for batch in state["pending"])
+    assert state["collector"]["frames"] == written == yielded + pending
+    time.sleep(0.1)
+    assert first.frames == written, "the thread kept collecting after state_dict"
+    next(batches)  # asking for a batch lets it go on
+    deadline = time.monotonic() + 10
+    while first.frames == written and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert first.frames > written
+    first.shutdown()
+
+    second_buffer = ListBuffer()
+    second = _pendulum_collector(second_buffer)
+    second.load_state_dict(state)
+    rest = sum(batch.numel() for batch in second)
+    second.shutdown()
+    assert yielded + rest == TOTAL
+    assert written + sum(td.numel() for td in second_buffer.items) == TOTAL
+    with pytest.raises(RuntimeError, match="before the background collection starts"):
+        second.load_state_dict(state)
+
+
+def test_stored_keys_and_the_validity_mask_decide_what_is_written():
+    buffer = ListBuffer()
+    sync = SyncDataCollector(GymEnv("Pendulum-v1"), None, frames_per_batch=10, total_frames=10)
+    collector = AsyncReplayCollector(sync, buffer, stored_keys=[keys.OBSERVATION, keys.NEXT])
+    (batch,) = list(collector)
+    collector.shutdown()
+    (written,) = buffer.items
+    assert keys.ACTION in batch.keys(True) and keys.ACTION not in written.keys(True)
+    assert torch.equal(written[keys.OBSERVATION], batch[keys.OBSERVATION].reshape(-1, 3))
 
 
 def test_errors_in_the_thread_are_raised_by_the_iterator():

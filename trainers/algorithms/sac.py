@@ -97,7 +97,17 @@ class SACTrainer(Trainer):
             save_trainer_file=save_trainer_file,
             async_collection=async_collection,
         )
+        if async_collection and getattr(collector, "replay_buffer", None) is not replay_buffer:
+            raise ValueError(
+                "SACTrainer(async_collection=True) needs a collector that writes into "
+                "replay_buffer itself, e.g. AsyncReplayCollector(collector, replay_buffer); got "
+                f"a {type(collector).__name__}"
+            )
         self.replay_buffer = replay_buffer
+        actor_inputs = getattr(loss_module.actor_network, "in_keys", [keys.OBSERVATION])
+        self._transition_keys = [*actor_inputs, keys.ACTION, keys.NEXT, keys.MASK]
+        if async_collection and getattr(collector, "stored_keys", ()) is None:
+            collector.stored_keys = self._transition_keys  # what the sync path stores too
         rb_trainer = ReplayBufferTrainer(replay_buffer, batch_size=batch_size, device=None)
         self.register_module("replay_buffer", rb_trainer)
         if not async_collection:
@@ -108,8 +118,6 @@ class SACTrainer(Trainer):
         if target_net_updater is not None:
             TargetNetUpdaterHook(target_net_updater).register(self)
         register_weight_updates(self, collector, loss_module.actor_network)
-        actor_inputs = getattr(loss_module.actor_network, "in_keys", [keys.OBSERVATION])
-        self._transition_keys = [*actor_inputs, keys.ACTION, keys.NEXT, keys.MASK]
         if enable_logging:
             register_batch_logging(
                 self,

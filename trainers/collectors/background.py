@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tensordict import TensorDict, TensorDictBase
+from tensordict import NestedKey, TensorDict, TensorDictBase
 
+from trainers import keys
 from trainers.collectors.sync import SyncDataCollector
 
 
@@ -16,8 +18,11 @@ class AsyncReplayCollector:
 
     Semantics:
 
-    * Each collected batch is written, flattened, with ``replay_buffer.extend(batch.reshape(-1))``
-      (any object with ``extend`` works) as soon as it is collected, under ``buffer_lock``.
+    * Each collected batch is written, flattened, with ``replay_buffer.extend(...)`` (any
+      object with ``extend`` works) as soon as it is collected, under ``buffer_lock``: only
+      its ``stored_keys`` when set (random warm-up batches carry no policy outputs, so a
+      buffer that takes both needs the keys they share), and only the frames its validity
+      mask keeps.
       A trainer that samples while collection runs should hold ``buffer_lock`` around
       ``sample`` unless its buffer is thread-safe.
     * Iterating yields every frame exactly once, so a trainer counting frames from the batches
@@ -30,10 +35,18 @@ class AsyncReplayCollector:
     * ``frames`` is the number of frames collected (and written) so far. Iteration ends once
       the wrapped collector reached its ``total_frames``. An error in the thread is raised by
       the iterator. ``shutdown()`` stops the thread after the current batch and closes the env.
+    * ``state_dict()`` pauses the thread at its next batch boundary and keeps it paused until
+      the iterator is asked for the next batch (or ``shutdown``), so that a checkpoint taken
+      by the trainer between batches sees the collector and the replay buffer at the same
+      point. It holds the wrapped collector's state (env, normalizer statistics, episode
+      bookkeeping) and the batches collected but not yet yielded, which a restored collector
+      yields first: the trainer's frame count stays exact across a resume.
 
     Args:
         collector: the collector to run (its ``total_frames`` ends the run).
         replay_buffer: where batches go, through ``extend``.
+        stored_keys: the entries to write (default: all); ``SACTrainer`` sets them to the
+            transition keys when left unset.
 
     Examples:
         >>> from trainers.collectors import AsyncReplayCollector, SyncDataCollector
@@ -54,7 +67,12 @@ class AsyncReplayCollector:
         (500, 500)
     """
 
-    def __init__(self, collector: SyncDataCollector, replay_buffer: Any) -> None:
+    def __init__(
+        self,
+        collector: SyncDataCollector,
+        replay_buffer: Any,
+        stored_keys: Sequence[NestedKey] | None = None,
+    ) -> None:
         if not callable(getattr(replay_buffer, "extend", None)):
             raise TypeError(
                 f"replay_buffer needs an extend method, got {type(replay_buffer).__name__}"
@@ -62,6 +80,7 @@ class AsyncReplayCollector:
         collector.use_private_policy_copy()
         self.collector = collector
         self.replay_buffer = replay_buffer
+        self.stored_keys = stored_keys
         self.frames_per_batch = collector.frames_per_batch
         self.total_frames = collector.total_frames
         self.init_random_frames = collector.init_random_frames
@@ -69,6 +88,8 @@ class AsyncReplayCollector:
         self._ready = threading.Condition()
         self._new: list[TensorDictBase] = []
         self._finished = False
+        self._pause_requested = False
+        self._paused = False
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._weights: TensorDictBase | None = None
@@ -94,10 +115,11 @@ class AsyncReplayCollector:
         try:
             for batch in self.collector:
                 with self.buffer_lock:
-                    self.replay_buffer.extend(batch.reshape(-1))
+                    self.replay_buffer.extend(self._transitions(batch))
                 with self._ready:
                     self._new.append(batch)
                     self._ready.notify_all()
+                    self._pause_if_requested()
                 self._load_pending_weights()
                 if self._stop.is_set():
                     break
@@ -108,6 +130,26 @@ class AsyncReplayCollector:
                 self._finished = True
                 self._ready.notify_all()
 
+    def _transitions(self, batch: TensorDictBase) -> TensorDictBase:
+        """What is written of ``batch``: its stored keys at its valid frames, flattened."""
+        if self.stored_keys is not None:
+            batch = batch.select(*self.stored_keys, strict=False)
+        mask = batch.get(keys.MASK, None)
+        return batch.reshape(-1) if mask is None else batch[mask]
+
+    def _pause_if_requested(self) -> None:
+        """In the thread, holding ``_ready``: waits while ``state_dict`` wants it still."""
+        if self._pause_requested:
+            self._paused = True
+            self._ready.notify_all()
+            self._ready.wait_for(lambda: not self._pause_requested)
+            self._paused = False
+
+    def _unpause(self) -> None:
+        with self._ready:
+            self._pause_requested = False
+            self._ready.notify_all()
+
     def _load_pending_weights(self) -> None:
         weights, self._weights = self._weights, None
         if weights is not None:
@@ -117,6 +159,8 @@ class AsyncReplayCollector:
         self.start()
         while True:
             with self._ready:
+                self._pause_requested = False
+                self._ready.notify_all()
                 self._ready.wait_for(lambda: bool(self._new) or self._finished)
                 new, self._new = self._new, []
             if self._error is not None:
@@ -140,9 +184,37 @@ class AsyncReplayCollector:
             raise RuntimeError("set_seed must be called before the background collection starts")
         return self.collector.set_seed(seed)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The wrapped collector's state and the batches not yet yielded, at a batch boundary
+        (see the class docstring: the thread stays paused until the next batch is asked for)."""
+        with self._ready:
+            if self._thread is not None and not self._finished:
+                self._pause_requested = True
+                self._ready.wait_for(lambda: self._paused or self._finished)
+            return {
+                "collector": copy.deepcopy(self.collector.state_dict()),
+                "pending": [
+                    {"data": batch.clone().to_dict(), "batch_size": list(batch.batch_size)}
+                    for batch in self._new
+                ],
+            }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restores a state; only before the thread starts."""
+        if self._thread is not None:
+            raise RuntimeError(
+                "load_state_dict must be called before the background collection starts"
+            )
+        self.collector.load_state_dict(state_dict["collector"])
+        self._new = [
+            TensorDict(batch["data"], batch_size=batch["batch_size"])
+            for batch in state_dict["pending"]
+        ]
+
     def shutdown(self) -> None:
         """Stops the thread after its current batch and closes the env."""
         self._stop.set()
+        self._unpause()
         if self._thread is not None:
             self._thread.join()
         self.collector.shutdown()
