@@ -95,6 +95,9 @@ def valid_rows(batch: TensorDictBase, key: Any) -> list[list[float]]:
     return [row for row, keep in zip(rows, mask.reshape(-1).tolist(), strict=True) if keep]
 
 
+WINDOW_MAXIMA = ("r_max", "r_total")
+
+
 def batch_metrics(batch: TensorDictBase) -> dict[str, float]:
     """The per-batch logged metrics, computed with Python's ``statistics`` and ``math``."""
     rewards = [row[0] for row in valid_rows(batch, keys.REWARD)]
@@ -126,9 +129,12 @@ def finished_episodes(batch: TensorDictBase) -> list[tuple[float, int]]:
 
 def window_metrics(batches: Sequence[TensorDictBase]) -> dict[str, float]:
     """What one log write over ``batches`` holds: batch metrics averaged over the batches
-    (each batch counts once), episode stats averaged over the episodes that ended in them."""
+    (each batch counts once) but maxima maximized, episode stats averaged over the episodes that
+    ended in them."""
     per_batch = [batch_metrics(batch) for batch in batches]
     out = {name: statistics.fmean(m[name] for m in per_batch) for name in per_batch[0]}
+    for name in WINDOW_MAXIMA:
+        out[name] = max(m[name] for m in per_batch)
     episodes = [episode for batch in batches for episode in finished_episodes(batch)]
     if episodes:
         out["episode_return"] = statistics.fmean(ret for ret, _ in episodes)

@@ -22,6 +22,7 @@ from trainers import (
     UpdateWeights,
     UTDRHook,
 )
+from trainers.trainer.metrics import MetricAccumulator
 
 
 def _batch() -> TensorDict:
@@ -50,8 +51,22 @@ def _trainer(**kw) -> Trainer:
 )
 def test_log_scalar_reductions(reduction, expected):
     out = LogScalar(logname="r", reduction=reduction, include_std=False)(_batch())
-    assert float(out["r"]) == expected
+    value = out["r"] if reduction == "mean" else out["r"].value
+    assert float(value) == expected
     assert out["log_pbar"] is False
+
+
+@pytest.mark.parametrize(
+    ("reduction", "expected"), [("mean", 5.5), ("max", 11.0), ("min", 0.0), ("sum", 28.0 + 60.0)]
+)
+def test_log_scalar_combines_a_window_of_batches_by_its_reduction(reduction, expected):
+    hook = LogScalar(logname="r", reduction=reduction, include_std=False)
+    accumulator = MetricAccumulator()
+    for batch in (_batch(), _batch() + 4.0):  # values 0..7, then 4..11
+        out = hook(batch)
+        del out["log_pbar"]
+        accumulator.add(out)
+    assert accumulator.flush() == {"r": expected}
 
 
 def test_log_scalar_std_and_mask():

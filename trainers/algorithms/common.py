@@ -27,7 +27,7 @@ def register_batch_logging(
     progress bar), ``r_max``, ``r_total`` (the largest running episode return at any frame of
     the batch, finished episodes or not), ``action_norm``, ``obs_norm``, and
     ``episode_return``/``episode_length`` (means over episodes ended since the last log). The
-    per-batch values are averaged over the batches since the last log.
+    per-batch values are averaged over the batches since the last log, the maxima maximized.
     In async mode the collected batches never pass through the trainer, so these read the
     sampled optimization batch at ``post_optim_log`` instead.
     """

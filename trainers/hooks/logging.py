@@ -10,12 +10,13 @@ from tensordict import TensorDictBase
 
 from trainers import keys
 from trainers.hooks.base import TrainerHookBase
+from trainers.trainer.metrics import WINDOW_REDUCTIONS, WindowValue
 from trainers.trainer.stages import Stage
 
 if TYPE_CHECKING:
     from trainers.trainer.trainer import Trainer
 
-_REDUCTIONS = ("mean", "max", "min", "sum")
+_REDUCTIONS = ("mean", *WINDOW_REDUCTIONS)
 
 
 class LogScalar(TrainerHookBase):
@@ -29,7 +30,8 @@ class LogScalar(TrainerHookBase):
         logname: the logged name.
         log_pbar: also show the value on the progress bar.
         include_std: also log the standard deviation.
-        reduction: one of ``mean``, ``max``, ``min``, ``sum``.
+        reduction: one of ``mean``, ``max``, ``min``, ``sum``; over a log window of several
+            batches, means are averaged and the others combined alike (the max of the maxima).
 
     Examples:
         >>> LogScalar(("next", "reward"), "r_training", log_pbar=True).register(trainer)
@@ -65,7 +67,13 @@ class LogScalar(TrainerHookBase):
             value = value[mask]
         if value.numel() == 0:
             return None
-        out: dict[str, Any] = {self.logname: getattr(torch, self.reduction)(value)}
+        reduced = getattr(torch, self.reduction)(value)
+        # A log window averages the batches' means, but takes the max of their maxima, etc.
+        out: dict[str, Any] = {
+            self.logname: reduced
+            if self.reduction == "mean"
+            else WindowValue(reduced, self.reduction)
+        }
         if self.include_std and value.numel() > 1:
             out[f"{self.logname}_std"] = value.std()
         out["log_pbar"] = self.log_pbar
