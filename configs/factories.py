@@ -22,6 +22,7 @@ from trainers.envs import EnvBase
 from trainers.envs.specs import Categorical
 from trainers.hooks.logging import EpisodeWriter
 from trainers.modules.builders import make_categorical_actor
+from trainers.trainer.checkpoint import CheckpointError
 from trainers.trainer.seeding import seed_everything
 from trainers.trainer.stages import Stage
 from trainers.trainer.trainer import Trainer
@@ -237,13 +238,30 @@ class _Builder:
             trainer.register_op(Stage.SHUTDOWN, close_logger)
         checkpoint = trainer.save_trainer_file
         if self.resume and checkpoint is not None and checkpoint.exists():
-            trainer.load_from_file(checkpoint)
+            _load_matching_checkpoint(trainer, checkpoint)
             print(f"resumed from {checkpoint.resolve()} at {trainer.state.frames} frames")
         if trainer.logger is not None:
             # After the checkpoint's logger state: a resumed MLflow or W&B logger writes them to
             # the run it continues instead of opening a new one.
             trainer.logger.log_hparams(OmegaConf.to_container(self.root, resolve=True))
         return trainer
+
+
+def _load_matching_checkpoint(trainer: Trainer, checkpoint: Path) -> None:
+    """Loads the run directory's checkpoint; one from another config is a config error."""
+    try:
+        trainer.load_from_file(checkpoint)
+    except CheckpointError:
+        raise  # truncated or foreign: its own message says so
+    except (RuntimeError, ValueError, KeyError) as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise ConfigError(
+            [
+                f"trainer.resume=true: {checkpoint.resolve()} was written by a run with another "
+                f"configuration ({first_line}); resume that run with --resume RUN_DIR, or start "
+                "this one in a new directory (hydra.run.dir=...) or with trainer.resume=false"
+            ]
+        ) from err
 
 
 def _root(schema: type, trainer_values: dict[str, Any], **components: Any) -> DictConfig:

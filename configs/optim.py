@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from configs.validation import between, checked, ge, gt
+from configs.validation import adam_betas, between, checked, ge, gt
 
 
 @dataclass(kw_only=True)
@@ -17,7 +17,7 @@ class AdamConfig:
     _target_: str = "torch.optim.Adam"
     _partial_: bool = True  # called with the loss module's parameters
     lr: float = checked(1e-3, gt(0))
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = checked((0.9, 0.999), adam_betas())
     eps: float = checked(1e-8, gt(0))
     weight_decay: float = checked(0.0, ge(0))
     amsgrad: bool = False
@@ -30,7 +30,7 @@ class AdamWConfig:
     _target_: str = "torch.optim.AdamW"
     _partial_: bool = True
     lr: float = checked(1e-3, gt(0))
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = checked((0.9, 0.999), adam_betas())
     eps: float = checked(1e-8, gt(0))
     weight_decay: float = checked(0.01, ge(0))
     amsgrad: bool = False

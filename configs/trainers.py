@@ -23,7 +23,7 @@ class _TrainerConfigBase:
     clip_grad_norm: bool = True
     clip_norm: float | None = checked(None, gt(0))
     progress_bar: bool = True
-    seed: int | None = 0
+    seed: int | None = checked(0, ge(0))  # None: not seeded
     save_trainer_interval: int = checked(100_000, ge(1))
     log_interval: int = checked(10_000, ge(1))
     save_trainer_file: str | None = "checkpoint.pt"  # relative to the run directory

@@ -58,6 +58,14 @@ def positive_ints() -> Rule:
     return rule
 
 
+def adam_betas() -> Rule:
+    def rule(v: Any) -> str | None:
+        ok = len(v) == 2 and all(isinstance(b, int | float) and 0 <= b < 1 for b in v)
+        return None if ok else "two numbers in [0, 1), e.g. [0.9, 0.999]"
+
+    return rule
+
+
 def gt_or_minus_one(bound: float) -> Rule:
     return lambda v: None if v == -1 or v > bound else f"-1 (endless) or a number > {bound}"
 

@@ -53,6 +53,14 @@ CASES = [
         ["trainer.frame_skip=2 differs from training_env.create_env_fn.base_env.frame_skip=1"],
     ),
     (
+        ["trainer.seed=-1"],
+        ["trainer.seed=-1: allowed is a number >= 0"],
+    ),
+    (
+        ["optimizer.betas=[0.9]"],
+        ["optimizer.betas=[0.9]: allowed is two numbers in [0, 1)"],
+    ),
+    (
         ["networks.policy_network.activation_class=sigmoid"],
         ["networks.policy_network.activation_class='sigmoid': allowed is one of 'tanh'"],
     ),
@@ -93,3 +101,16 @@ def test_resume_checks_new_overrides_like_a_fresh_run(tmp_path):
         assert result.returncode == 2, result.stderr
         assert expected in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_run_directory_holding_another_configs_checkpoint_is_a_config_error(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_train("ppo", run_dir).returncode == 0
+    result = run_train(
+        "ppo", run_dir, "networks.policy_network.num_cells=[8]", timeout=60
+    )  # the same directory, other networks: its checkpoint cannot be loaded
+    assert result.returncode == 2, result.stderr
+    assert "trainer.resume=true" in result.stderr
+    assert "was written by a run with another configuration" in result.stderr
+    assert "trainer.resume=false" in result.stderr
+    assert "Traceback" not in result.stderr
