@@ -7,10 +7,19 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from configs.overrides import exit_on_unknown_keys
 from configs.validation import ConfigError
 from trainers.trainer.trainer import Trainer
 
 RESUME_FLAG = "--resume"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def checked_argv(argv: list[str], config_name: str) -> list[str]:
+    """``argv`` with ``--resume`` rewritten (:func:`resume_argv`), after exiting on unknown keys."""
+    argv = resume_argv(argv)
+    exit_on_unknown_keys(argv, CONF_DIR, config_name)
+    return argv
 
 
 def resume_argv(argv: list[str]) -> list[str]:

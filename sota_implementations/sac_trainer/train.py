@@ -8,7 +8,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from configs.cli import exit_on_config_error, report_stop, resume_argv  # also registers configs
+from configs.cli import checked_argv, exit_on_config_error, report_stop  # also registers configs
 
 
 @hydra.main(config_path="../../conf", config_name="sac", version_base=None)
@@ -20,5 +20,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = resume_argv(sys.argv)
+    sys.argv = checked_argv(sys.argv, "sac")
     main()

@@ -23,7 +23,11 @@ CASES = [
     ),
     (
         ["trainer.num_epoch=3"],  # typo of num_epochs
-        ["Key 'num_epoch' not in 'PPOTrainerConfig'", "full_key: trainer.num_epoch"],
+        ["trainer.num_epoch=3: unknown key; trainer has: ", "did you mean trainer.num_epochs?"],
+    ),
+    (
+        ["loss.gamma=0.9"],  # PPO's gamma belongs to the trainer (GAE runs there)
+        ["loss.gamma=0.9: unknown key", "did you mean trainer.gamma?"],
     ),
     (
         ["optimizer.lr=fast"],
