@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,9 +59,23 @@ def resume_argv(argv: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def exit_on_config_error() -> Iterator[None]:
-    """Prints a :class:`ConfigError` as a short message (no traceback) and exits with code 2."""
+    """Prints a :class:`ConfigError` as a short message (no traceback) and exits with code 2.
+
+    Warnings raised while building (e.g. a ``total_frames`` that is not a whole number of
+    batches) are printed as ``warning: ...`` lines: issued through ``hydra.utils.instantiate``,
+    they would otherwise point at a line of Hydra's code.
+    """
     try:
-        yield
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            yield
+        for warning in caught:
+            if issubclass(warning.category, UserWarning):
+                print(f"warning: {warning.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
     except Exception as err:
         cause: BaseException | None = err
         while cause is not None and not isinstance(cause, ConfigError):

@@ -132,6 +132,14 @@ def test_log_pbar_values_reach_the_progress_bar_and_other_values_do_not(capsys):
     assert trainer.logged["hidden_metric"] == 7.0  # logged, just not shown
 
 
+def test_the_progress_bar_ends_full_when_the_last_batch_runs_past_total_frames(capsys):
+    trainer = _trainer(progress_bar=True, total_frames=20)  # batches of 8: stops at 24
+    trainer.train()
+    bar = capsys.readouterr().err
+    assert trainer.state.frames == 24
+    assert "24/24" in bar and "100%" in bar
+
+
 def test_seed_makes_runs_identical_and_different_seeds_differ():
     def final_weights(seed):
         trainer = make_toy_trainer(seed=seed)

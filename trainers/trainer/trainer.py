@@ -233,6 +233,8 @@ class Trainer:
             self._run(Stage.POST_STEPS)
         self._collect_logs(Stage.POST_STEPS_LOG, batch)
         if self._bar is not None:
+            if state.frames > self._bar.total:  # the last batch ran past total_frames
+                self._bar.total = state.frames
             self._bar.update(frames)
         if state.frames - state.frames_at_last_log >= self.log_interval:
             self._flush_logs()
