@@ -39,6 +39,7 @@ import contextlib
 import cProfile
 import dataclasses
 import datetime
+import importlib.util
 import itertools
 import json
 import math
@@ -689,6 +690,11 @@ def main() -> None:
         print("\n".join(system_info() + profile(args.threads[0])))
         return
 
+    if importlib.util.find_spec("stable_baselines3") is None:
+        sys.exit(
+            "benchmarks/speed.py compares against Stable-Baselines3, which is not installed: "
+            '.venv/bin/pip install -e ".[bench]"'
+        )
     rows = plan(args.quick, args.threads, args.sac_threads or [1])
     if args.only:
         rows = [
