@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
@@ -57,7 +58,8 @@ def unknown_key_problems(argv: Sequence[str], config_dir: Path, config_name: str
     config_dir = Path(flags.get("--config-path", flags.get("-cp", config_dir))).resolve()
     config_name = flags.get("--config-name", flags.get("-cn", config_name))
     overrides = OverridesParser.create().parse_overrides(args)
-    structural = [o for o in overrides if _is_structural(o)]
+    groups = _groups(config_dir)
+    structural = [o for o in overrides if _is_structural(o, groups)]
     if any(o.is_sweep_override() for o in structural):
         return []  # one composition per job; each is checked by Hydra
     with initialize_config_dir(config_dir=str(config_dir), version_base=None):
@@ -83,11 +85,18 @@ def _split(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return overrides, flags
 
 
-def _is_structural(override: Override) -> bool:
+def _groups(config_dir: Path) -> set[str]:
+    """Config group names: the ConfigStore's and the config directory's subdirectories."""
+    stored = {name for name in ConfigStore.instance().list("") if not name.endswith(".yaml")}
+    return stored | {path.name for path in config_dir.iterdir() if path.is_dir()}
+
+
+def _is_structural(override: Override, groups: set[str]) -> bool:
     """A group choice (``logger=tensorboard``, ``+preset=...``) or a ``+``/``++``/``~`` edit."""
-    if override.type is not OverrideType.CHANGE:
+    if override.type is not OverrideType.CHANGE or override.package is not None:
         return True
-    return "." not in override.key_or_group or override.package is not None
+    key = override.key_or_group
+    return "." not in key and key.split("/")[0] in groups
 
 
 def _lacks(cfg: DictConfig, override: Override) -> bool:
@@ -110,7 +119,7 @@ def _message(cfg: DictConfig, override: Override) -> str:
     parent = OmegaConf.select(cfg, parent_key, default=_ABSENT) if parent_key else cfg
     value = override.input_line.partition("=")[2] if override.input_line else ""
     message = f"{key}={value}: unknown key"
-    if isinstance(parent, DictConfig) and _is_free_form(parent):
+    if parent_key and isinstance(parent, DictConfig) and _is_free_form(parent):
         # A mapping without a schema (e.g. env_kwargs): Hydra adds keys to it with a leading +.
         return f"{message}; {parent_key} takes new keys with a leading +: +{key}={value}"
     if isinstance(parent, DictConfig):
@@ -118,7 +127,7 @@ def _message(cfg: DictConfig, override: Override) -> str:
         message += f"; {parent_key or 'the config'} has: {', '.join(names)}"
     elif parent is _ABSENT and parent_key:
         message += f" ({parent_key} does not exist)"
-    paths = list(_leaf_paths(cfg))
+    paths = list(_paths(cfg))
     same_name = [p for p in paths if p.rpartition(".")[2] == name and p != key]
     close = difflib.get_close_matches(key, paths, n=3, cutoff=0.75)
     suggestions = list(dict.fromkeys([*same_name, *close]))[:3]
@@ -127,15 +136,12 @@ def _message(cfg: DictConfig, override: Override) -> str:
     return message
 
 
-def _leaf_paths(node: Any, prefix: str = "") -> Iterator[str]:
+def _paths(node: Any, prefix: str = "") -> Iterator[str]:
+    """Every key path of ``node``: its nodes and its values."""
     if isinstance(node, DictConfig):
         for key in node:
             name = str(key)
             if name.startswith("_") or (not prefix and name == "hydra"):
                 continue
-            path = f"{prefix}{name}"
-            child = node._get_node(key)
-            if isinstance(child, DictConfig):
-                yield from _leaf_paths(child, f"{path}.")
-            else:
-                yield path
+            yield f"{prefix}{name}"
+            yield from _paths(node._get_node(key), f"{prefix}{name}.")

@@ -48,3 +48,9 @@ def test_every_unknown_key_is_reported_once_and_known_ones_are_not():
 def test_a_new_key_of_a_free_form_mapping_asks_for_a_leading_plus():
     (problem,) = _problems("ppo", "training_env.create_env_fn.base_env.env_kwargs.g=9.0")
     assert problem.endswith("+training_env.create_env_fn.base_env.env_kwargs.g=9.0")
+
+
+def test_a_misspelt_group_name_is_an_unknown_key_with_the_group_suggested():
+    (problem,) = _problems("ppo", "loger=tensorboard")
+    assert problem.startswith("loger=tensorboard: unknown key; the config has: ")
+    assert problem.endswith("did you mean logger?")
