@@ -167,18 +167,25 @@ def make_ppo(
     batch_size: int = 16,
     num_epochs: int = 2,
     log_interval: int | None = None,
+    pad: int = 0,
     **kwargs: Any,
 ) -> tuple[PPOTrainer, RecordingLogger]:
-    """A PPO trainer on Pendulum with tiny networks; one log write per batch by default."""
+    """A PPO trainer on Pendulum with tiny networks; one log write per batch by default.
+
+    ``pad > 0`` wraps the collector in a :class:`PaddedCollector`.
+    """
     torch.manual_seed(0)
     env = _pendulum()
     actor = make_tanh_normal_actor(env, num_cells=[16])
     loss = ClipPPOLoss(actor, make_value_network(env, num_cells=[16]))
     logger = RecordingLogger()
+    collector: Any = SyncDataCollector(
+        env, actor, frames_per_batch=frames_per_batch, total_frames=-1 if pad else total_frames
+    )
+    if pad:
+        collector = PaddedCollector(collector, pad)
     trainer = PPOTrainer(
-        collector=SyncDataCollector(
-            env, actor, frames_per_batch=frames_per_batch, total_frames=total_frames
-        ),
+        collector=collector,
         total_frames=total_frames,
         loss_module=loss,
         optimizer=torch.optim.Adam(loss.parameters(), lr=LR),

@@ -119,6 +119,16 @@ def test_anneal_lr_decays_linearly_to_zero_over_total_frames():
     assert len(used) == batches * trainer.optim_steps_per_batch
 
 
+def test_anneal_lr_follows_the_frames_counted_when_batches_hold_padding():
+    # 2 envs x 20 steps, the last 10 steps of one env padding: 30 frames count per batch, so
+    # 120 frames take 4 batches, not the 3 that frames_per_batch alone suggests.
+    trainer, logger = make_ppo(total_frames=120, pad=10, anneal_lr=True, log_interval=30)
+    trainer.train()
+    assert trainer.state.iteration == 4
+    logged = [values["lr"] for _, values in logger.scalars]
+    assert logged == pytest.approx([LR * (1 - 30 * k / 120) for k in range(1, 5)], abs=1e-9)
+
+
 def _plain_gae(batch: TensorDictBase, gamma: float, lmbda: float) -> list[list[float]]:
     """GAE per env, backwards over time, in plain Python."""
     reward = batch.get(keys.REWARD).squeeze(-1).tolist()

@@ -156,7 +156,7 @@ class PPOTrainer(Trainer):
         self.register_op(Stage.PROCESS_OPTIM_BATCH, self._rb_trainer.sample)
         register_weight_updates(self, collector, loss_module.actor_network)
         if anneal_lr:
-            self._register_lr_annealing(frames_per_batch)
+            self._register_lr_annealing()
         if enable_logging:
             register_batch_logging(
                 self,
@@ -166,15 +166,13 @@ class PPOTrainer(Trainer):
                 async_collection=False,
             )
 
-    def _register_lr_annealing(self, frames_per_batch: int | None) -> None:
-        if self.optimizer is None or frames_per_batch is None:
-            raise ValueError(
-                "PPOTrainer(anneal_lr=True) needs an optimizer and a collector that exposes "
-                "frames_per_batch"
-            )
-        batches = math.ceil(self.total_frames / (frames_per_batch * self.frame_skip))
+    def _register_lr_annealing(self) -> None:
+        if self.optimizer is None:
+            raise ValueError("PPOTrainer(anneal_lr=True) needs an optimizer")
+        # From the frames counted, not from the batches done: a batch with padding frames
+        # (a validity mask) counts fewer, and the rate reaches 0 at total_frames, not before.
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda done: max(0.0, 1.0 - done / batches)
+            self.optimizer, lambda _: max(0.0, 1.0 - self.state.frames / self.total_frames)
         )
         LRSchedulerHook(schedule, every="batch").register(self)
 
