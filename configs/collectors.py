@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from configs.validation import checked, ge, one_of
+from configs.validation import checked, ge, one_of, torch_device
 
 EXPLORATION_TYPES = ("random", "deterministic", "mode", "mean")
 
@@ -22,8 +22,8 @@ class SyncDataCollectorConfig:
     init_random_frames: int = checked(0, ge(0))
     max_frames_per_traj: int | None = checked(None, ge(1))
     exploration_type: str = checked("random", one_of(*EXPLORATION_TYPES))
-    device: str | None = None
-    storing_device: str | None = None
+    device: str | None = checked(None, torch_device())
+    storing_device: str | None = checked(None, torch_device())
     reset_at_each_iter: bool = False
 
 
@@ -40,7 +40,7 @@ class MultiSyncDataCollectorConfig:
     max_frames_per_traj: int | None = checked(None, ge(1))
     exploration_type: str = checked("random", one_of(*EXPLORATION_TYPES))
     reset_at_each_iter: bool = False
-    device: str | None = None
+    device: str | None = checked(None, torch_device())
 
 
 @dataclass(kw_only=True)
@@ -56,4 +56,4 @@ class MultiaSyncDataCollectorConfig:
     max_frames_per_traj: int | None = checked(None, ge(1))
     exploration_type: str = checked("random", one_of(*EXPLORATION_TYPES))
     reset_at_each_iter: bool = False
-    device: str | None = None
+    device: str | None = checked(None, torch_device())

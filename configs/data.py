@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from configs.validation import between, checked, ge, gt
+from configs.validation import between, checked, ge, gt, torch_device
 
 
 @dataclass(kw_only=True)
 class LazyTensorStorageConfig:
     _target_: str = "trainers.data.LazyTensorStorage"
     max_size: int = checked(1_000_000, ge(1))
-    device: str = "cpu"
+    device: str = checked("cpu", torch_device())
 
 
 @dataclass(kw_only=True)
@@ -22,7 +22,7 @@ class LazyMemmapStorageConfig:
     _target_: str = "trainers.data.LazyMemmapStorage"
     max_size: int = checked(1_000_000, ge(1))
     scratch_dir: str | None = None
-    device: str = "cpu"
+    device: str = checked("cpu", torch_device())
 
 
 @dataclass(kw_only=True)

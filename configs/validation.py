@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
@@ -62,6 +63,17 @@ def adam_betas() -> Rule:
     def rule(v: Any) -> str | None:
         ok = len(v) == 2 and all(isinstance(b, int | float) and 0 <= b < 1 for b in v)
         return None if ok else "two numbers in [0, 1), e.g. [0.9, 0.999]"
+
+    return rule
+
+
+def torch_device() -> Rule:
+    def rule(v: Any) -> str | None:
+        try:
+            torch.device(v)
+        except (RuntimeError, TypeError):
+            return "a torch device: cpu, cuda or cuda:N, mps, ..."
+        return None
 
     return rule
 

@@ -57,6 +57,10 @@ CASES = [
         ["trainer.frame_skip=2 differs from training_env.create_env_fn.base_env.frame_skip=1"],
     ),
     (
+        ["trainer.device=gpu"],
+        ["trainer.device='gpu': allowed is a torch device: cpu, cuda or cuda:N"],
+    ),
+    (
         ["trainer.seed=-1"],
         ["trainer.seed=-1: allowed is a number >= 0"],
     ),
