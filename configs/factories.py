@@ -280,9 +280,17 @@ def _common_problems(root: DictConfig, total_frames: int) -> list[str]:
             f"training_env.create_env_fn.base_env.frame_skip={env_skip}, the env's action "
             "repeat that it counts; set the env's (the trainer follows it)"
         )
+    for part in ("storage", "sampler", "writer"):
+        value = root.replay_buffer.get(part)
+        if value is not None and not isinstance(value, DictConfig):
+            problems.append(
+                f"replay_buffer.{part}={value!r}: allowed is a config node with a _target_; "
+                "pick a buffer with replay_buffer=off_policy|prioritized|memmap (SAC) or set "
+                f"its fields, e.g. replay_buffer.{part}.<field>=..."
+            )
     frames_per_batch = root.collector.frames_per_batch
     num_envs = root.training_env.num_workers
-    if frames_per_batch % num_envs:
+    if num_envs >= 1 and frames_per_batch % num_envs:
         low = frames_per_batch // num_envs * num_envs
         problems.append(
             f"collector.frames_per_batch={frames_per_batch} is not a multiple of "

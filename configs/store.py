@@ -14,7 +14,9 @@ from configs.collectors import (
     SyncDataCollectorConfig,
 )
 from configs.data import (
+    LazyMemmapStorageConfig,
     LazyTensorStorageConfig,
+    PrioritizedSamplerConfig,
     SamplerWithoutReplacementConfig,
     TensorDictReplayBufferConfig,
 )
@@ -47,6 +49,12 @@ GROUPS: dict[str, dict[str, object]] = {
         ),
         # Off-policy: uniform sampling from the last max_size transitions.
         "off_policy": TensorDictReplayBufferConfig,
+        # Off-policy, sampled in proportion to priority^alpha (the loss's TD error).
+        "prioritized": TensorDictReplayBufferConfig(
+            sampler=PrioritizedSamplerConfig(max_capacity="${..storage.max_size}")
+        ),
+        # Off-policy, stored in memory-mapped files: buffers larger than RAM.
+        "memmap": TensorDictReplayBufferConfig(storage=LazyMemmapStorageConfig()),
     },
     "loss": {"ppo": PPOLossConfig, "sac": SACLossConfig},
     "optimizer": {

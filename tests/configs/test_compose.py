@@ -10,6 +10,7 @@ import configs  # noqa: F401  (registers the schemas)
 from configs.validation import ConfigError
 from tests.integration.runner import ROOT
 from trainers.algorithms import PPOTrainer, SACTrainer
+from trainers.data import LazyMemmapStorage, LazyTensorStorage, PrioritizedSampler, RandomSampler
 
 CONF = str(ROOT / "conf")
 
@@ -65,6 +66,21 @@ def test_every_group_option_composes(tmp_path, monkeypatch):
         _compose("sac", "target_net_updater=hard").target_net_updater.value_network_update_interval
         == 1000
     )
+
+
+def test_sac_buffer_options_build_a_prioritized_or_memory_mapped_buffer(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    common = ("trainer.progress_bar=false", "replay_buffer.storage.max_size=5000")
+    prioritized = instantiate(_compose("sac", "replay_buffer=prioritized", *common).trainer)
+    sampler = prioritized.replay_buffer.sampler
+    assert isinstance(sampler, PrioritizedSampler)
+    assert sampler.max_capacity == 5000  # follows the storage's size
+    assert isinstance(prioritized.replay_buffer.storage, LazyTensorStorage)
+    prioritized.collector.shutdown()
+    memmap = instantiate(_compose("sac", "replay_buffer=memmap", *common).trainer)
+    assert isinstance(memmap.replay_buffer.storage, LazyMemmapStorage)
+    assert isinstance(memmap.replay_buffer.sampler, RandomSampler)
+    memmap.collector.shutdown()
 
 
 def test_all_problems_are_reported_at_once(tmp_path, monkeypatch):

@@ -88,6 +88,20 @@ def test_bad_input_fails_fast_with_a_readable_message(tmp_path, overrides, expec
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+def test_sac_names_the_buffer_options_for_a_sampler_given_as_a_string(tmp_path):
+    result = run_train("sac", tmp_path / "run", "replay_buffer.sampler=prioritized", timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "replay_buffer.sampler='prioritized': allowed is a config node" in result.stderr
+    assert "replay_buffer=off_policy|prioritized|memmap" in result.stderr
+
+
+def test_zero_env_workers_is_a_range_error_not_a_crash(tmp_path):
+    result = run_train("ppo", tmp_path / "run", "training_env.num_workers=0", timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "training_env.num_workers=0: allowed is a number >= 1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_sac_rejects_warmup_longer_than_training(tmp_path):
     result = run_train(
         "sac", tmp_path / "run", "trainer.total_frames=1000", "collector.init_random_frames=5000",
