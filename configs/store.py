@@ -51,7 +51,8 @@ GROUPS: dict[str, dict[str, object]] = {
         "off_policy": TensorDictReplayBufferConfig,
         # Off-policy, sampled in proportion to priority^alpha (the loss's TD error).
         "prioritized": TensorDictReplayBufferConfig(
-            sampler=PrioritizedSamplerConfig(max_capacity="${..storage.max_size}")
+            # An interpolation (resolved to an int by OmegaConf): the storage's size.
+            sampler=PrioritizedSamplerConfig(max_capacity="${..storage.max_size}")  # type: ignore[arg-type]
         ),
         # Off-policy, stored in memory-mapped files: buffers larger than RAM.
         "memmap": TensorDictReplayBufferConfig(storage=LazyMemmapStorageConfig()),
