@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from configs.trainers import PPOTrainerConfig, SACTrainerConfig
 from configs.validation import ConfigError, validate
 from trainers.algorithms import PPOTrainer, SACTrainer
+from trainers.collectors import AsyncReplayCollector
 from trainers.envs import EnvBase
 from trainers.envs.specs import Categorical
 from trainers.hooks.logging import EpisodeWriter
@@ -134,10 +135,10 @@ def make_sac_trainer(
             f"trainer.utd_ratio={utd_ratio} x collector.frames_per_batch="
             f"{collector.frames_per_batch} must be a whole number >= 1 of optimization steps"
         )
-    if async_collection:
+    if async_collection and collector._target_.split(".")[-1] in _MULTIPROCESS_COLLECTORS:
         problems.append(
-            "trainer.async_collection=true is not available from the command line yet; "
-            "use the Python API (trainers.collectors) for background collection"
+            "trainer.async_collection=true needs collector=sync (one in-process collector runs "
+            f"in a background thread), got {collector._target_}"
         )
     validate(root, problems)
     build = _Builder(root, common)
@@ -156,13 +157,18 @@ def make_sac_trainer(
         action_spec=env.action_spec,
         **_target_entropy(loss_module.target_entropy),
     )
+    buffer = build.component("replay_buffer", replay_buffer)
+    sac_collector = build.collector(collector, env, actor)
+    if async_collection:  # the thread fills the buffer while the trainer optimizes
+        sac_collector = AsyncReplayCollector(sac_collector, buffer)
     trainer = SACTrainer(
-        collector=build.collector(collector, env, actor),
+        collector=sac_collector,
         optim_steps_per_batch=int(optim_steps),
         loss_module=loss,
         optimizer=build.component("optimizer", optimizer, loss.parameters()),
-        replay_buffer=build.component("replay_buffer", replay_buffer),
+        replay_buffer=buffer,
         batch_size=replay_buffer.batch_size,
+        async_collection=async_collection,
         target_net_updater=build.component("target_net_updater", target_net_updater, loss),
         logger=build.logger(logger),
         **build.trainer_kwargs(),

@@ -57,7 +57,7 @@ def test_trainer_factories_pass_every_trainer_setting_on():
             configs.PPOTrainerConfig if factory is make_ppo_trainer else configs.SACTrainerConfig
         )
         trainer_params, _ = _parameters(trainer_cls)
-        for name in _fields(schema) - FACTORY_ONLY - {"target_net_updater", "async_collection"}:
+        for name in _fields(schema) - FACTORY_ONLY - {"target_net_updater"}:
             key = {"loss_module": "loss_module"}.get(name, name)
             assert key in trainer_params, (
                 f"{schema.__name__}.{name} is not a {trainer_cls.__name__} argument"

@@ -95,6 +95,15 @@ def test_sac_names_the_buffer_options_for_a_sampler_given_as_a_string(tmp_path):
     assert "replay_buffer=off_policy|prioritized|memmap" in result.stderr
 
 
+def test_async_collection_needs_the_in_process_collector(tmp_path):
+    result = run_train(
+        "sac", tmp_path / "run", "trainer.async_collection=true", "collector=multi_sync",
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "trainer.async_collection=true needs collector=sync" in result.stderr
+
+
 def test_zero_env_workers_is_a_range_error_not_a_crash(tmp_path):
     result = run_train("ppo", tmp_path / "run", "training_env.num_workers=0", timeout=60)
     assert result.returncode == 2, result.stderr

@@ -10,7 +10,14 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.integration.runner import ROOT, SCRIPTS, read_scalar, run_train, subprocess_env
+from tests.integration.runner import (
+    ROOT,
+    SCRIPTS,
+    read_scalar,
+    resume_train,
+    run_train,
+    subprocess_env,
+)
 
 
 def _ok(result: subprocess.CompletedProcess[str]) -> None:
@@ -158,6 +165,19 @@ def test_worker_process_collectors_train_from_the_command_line(tmp_path, collect
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)["state"]
     assert state["state"]["frames"] == 2048
     assert read_scalar(run_dir, "ppo_Pendulum-v1", "loss_objective")[-1][0] == 2048
+
+
+def test_sac_async_collection_trains_and_resumes_from_the_command_line(tmp_path):
+    run_dir = tmp_path / "run"
+    pendulum = "training_env.create_env_fn.base_env.env_name=Pendulum-v1"
+    _ok(run_train("sac", run_dir, pendulum, "trainer.async_collection=true"))
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert checkpoint["state"]["state"]["frames"] == 600
+    collected = checkpoint["state"]["modules"]["collector"]["collector"]["frames"]
+    assert collected >= 600  # the thread may have run a batch ahead; those frames are pending
+    _ok(resume_train("sac", run_dir, "trainer.total_frames=800"))
+    resumed = torch.load(run_dir / "checkpoint.pt", weights_only=True)["state"]["state"]
+    assert resumed["frames"] == 800
 
 
 def test_wandb_logger_runs_offline_from_the_command_line(tmp_path):
