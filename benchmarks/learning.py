@@ -170,8 +170,11 @@ def report(seeds: list[int]) -> None:
         results = [r for s in seeds if (r := read_result(task, s)) is not None]
         if results:
             values = [r.last_mean for r in results]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            score = f"{statistics.fmean(values):.1f} +- {spread:.1f}"
+            score = f"{statistics.fmean(values):.1f}"
+            if len(values) > 1:
+                score += f" +- {statistics.stdev(values):.1f}"
+            else:  # a std over one seed would read as a spread of 0
+                score += f" (seed {results[0].seed} only)"
             wall = f"{statistics.fmean(r.wall_s for r in results) / 60:.1f} min"
             _plot(task, results)
         else:
