@@ -9,8 +9,8 @@ from typing import Any
 
 from tensordict import NestedKey, TensorDict, TensorDictBase
 
-from trainers import keys
 from trainers.collectors.sync import SyncDataCollector
+from trainers.data import valid_transitions
 
 
 class AsyncReplayCollector:
@@ -134,8 +134,7 @@ class AsyncReplayCollector:
         """What is written of ``batch``: its stored keys at its valid frames, flattened."""
         if self.stored_keys is not None:
             batch = batch.select(*self.stored_keys, strict=False)
-        mask = batch.get(keys.MASK, None)
-        return batch.reshape(-1) if mask is None else batch[mask]
+        return valid_transitions(batch)
 
     def _pause_if_requested(self) -> None:
         """In the thread, holding ``_ready``: waits while ``state_dict`` wants it still."""

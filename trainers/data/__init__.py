@@ -15,6 +15,7 @@ from trainers.data.replay_buffers import (
     TensorDictReplayBuffer,
     TensorStorage,
     Writer,
+    valid_transitions,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "TensorStorage",
     "Writer",
     "make_replay_buffer",
+    "valid_transitions",
 ]

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tensordict import TensorDictBase
 
-from trainers.data import LazyMemmapStorage, PrioritizedSampler, ReplayBuffer
+from trainers.data import LazyMemmapStorage, PrioritizedSampler, ReplayBuffer, valid_transitions
 from trainers.hooks.base import TrainerHookBase
-from trainers.keys import INDEX, MASK
+from trainers.keys import INDEX
 from trainers.trainer.stages import Stage
 
 if TYPE_CHECKING:
@@ -85,11 +85,7 @@ class ReplayBufferTrainer(TrainerHookBase):
 
     def extend(self, batch: TensorDictBase) -> TensorDictBase:
         """Adds the batch's transitions to the buffer; returns ``batch`` unchanged."""
-        data = batch
-        if self.flatten_tensordicts:
-            mask = batch.get(MASK, None)
-            data = batch[mask] if mask is not None else batch.reshape(-1)
-        self.replay_buffer.extend(data)
+        self.replay_buffer.extend(valid_transitions(batch) if self.flatten_tensordicts else batch)
         return batch
 
     def sample(self, batch: TensorDictBase | None = None) -> TensorDictBase:

@@ -1,6 +1,10 @@
 """Replay buffers and their parts: storages, writers, samplers."""
 
-from trainers.data.replay_buffers.replay_buffers import ReplayBuffer, TensorDictReplayBuffer
+from trainers.data.replay_buffers.replay_buffers import (
+    ReplayBuffer,
+    TensorDictReplayBuffer,
+    valid_transitions,
+)
 from trainers.data.replay_buffers.samplers import (
     PrioritizedSampler,
     RandomSampler,
@@ -29,4 +33,5 @@ __all__ = [
     "TensorDictReplayBuffer",
     "TensorStorage",
     "Writer",
+    "valid_transitions",
 ]

@@ -12,9 +12,16 @@ from tensordict import TensorDictBase
 from trainers.data.replay_buffers.samplers import RandomSampler, Sampler
 from trainers.data.replay_buffers.storages import TensorStorage
 from trainers.data.replay_buffers.writers import RoundRobinWriter, Writer
-from trainers.keys import INDEX, PRIORITY_WEIGHT, TD_ERROR
+from trainers.keys import INDEX, MASK, PRIORITY_WEIGHT, TD_ERROR
 
 NestedKey = str | tuple[str, ...]
+
+
+def valid_transitions(batch: TensorDictBase) -> TensorDictBase:
+    """A collector batch ``[num_envs, T]`` flattened to the rows a buffer stores: the frames
+    its validity mask (``MASK``) keeps, or all of them without a mask."""
+    mask = batch.get(MASK, None)
+    return batch.reshape(-1) if mask is None else batch[mask]
 
 
 class ReplayBuffer:
