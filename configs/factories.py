@@ -33,6 +33,10 @@ ENV_NAME_KEY = "training_env.create_env_fn.base_env.env_name"
 _MULTIPROCESS_COLLECTORS = ("MultiSyncDataCollector", "MultiaSyncDataCollector")
 
 
+def _runs_worker_processes(collector: DictConfig) -> bool:
+    return collector._target_.split(".")[-1] in _MULTIPROCESS_COLLECTORS
+
+
 def make_ppo_trainer(
     *,
     training_env: DictConfig,
@@ -135,7 +139,7 @@ def make_sac_trainer(
             f"trainer.utd_ratio={utd_ratio} x collector.frames_per_batch="
             f"{collector.frames_per_batch} must be a whole number >= 1 of optimization steps"
         )
-    if async_collection and collector._target_.split(".")[-1] in _MULTIPROCESS_COLLECTORS:
+    if async_collection and _runs_worker_processes(collector):
         problems.append(
             "trainer.async_collection=true needs collector=sync (one in-process collector runs "
             f"in a background thread), got {collector._target_}"
@@ -215,7 +219,7 @@ class _Builder:
 
     def collector(self, node: DictConfig, env: EnvBase, policy: Any) -> Any:
         source: Any = env
-        if node._target_.split(".")[-1] in _MULTIPROCESS_COLLECTORS:
+        if _runs_worker_processes(node):
             # Worker processes build their own envs from a picklable factory.
             source = hydra.utils.instantiate(self.root.training_env, _partial_=True)
         return self.component(

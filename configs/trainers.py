@@ -28,9 +28,8 @@ class _TrainerConfigBase:
     log_interval: int = checked(10_000, ge(1))
     save_trainer_file: str | None = "checkpoint.pt"  # relative to the run directory
     resume: bool = True  # continue from save_trainer_file when it exists
-    device: str = checked(
-        "cpu", torch_device()
-    )  # networks, losses and optimization; envs always step on the CPU
+    # Networks, losses and optimization; envs always step on the CPU.
+    device: str = checked("cpu", torch_device())
     # torch intra-op CPU threads; None keeps torch's default. Small networks train faster on 1.
     num_threads: int | None = checked(None, ge(1))
     enable_logging: bool = True

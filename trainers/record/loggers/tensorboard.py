@@ -19,9 +19,9 @@ class TensorboardLogger(Logger):
     """Writes scalars, hyperparameters and videos to ``<log_dir>/<exp_name>/events.out.tfevents.*``.
 
     * Scalars: one ``add_scalar`` per value, tagged with its name (``/`` groups them in the UI).
-      Each :meth:`log_scalars` call flushes the event file (a call per ``log_interval``
-      frames, so the cost is nothing), so a crash or kill loses none of it; a resumed run writes a new event file in the same folder, and TensorBoard
-      joins them into one curve. That file starts with a ``purge_step`` (one past the last step
+      Each :meth:`log_scalars` call flushes the event file (one call per ``log_interval``
+      frames, so the cost is negligible), so a crash or kill loses none of it. A resumed run
+      writes a new event file in the same folder, and TensorBoard joins them into one curve. That file starts with a ``purge_step`` (one past the last step
       in the state given to :meth:`load_state_dict`): TensorBoard discards the earlier files'
       events at and after it, so what a killed run logged after its last checkpoint is shown
       once, as the resumed run logs it again.
