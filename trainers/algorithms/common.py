@@ -28,8 +28,9 @@ def register_batch_logging(
     the batch, finished episodes or not), ``action_norm``, ``obs_norm``, and
     ``episode_return``/``episode_length`` (means over episodes ended since the last log). The
     per-batch values are averaged over the batches since the last log, the maxima maximized.
-    In async mode the collected batches never pass through the trainer, so these read the
-    sampled optimization batch at ``post_optim_log`` instead.
+    In async mode, as in the reference, these read the sampled optimization batch at
+    ``post_optim_log`` instead: the trainer then trains on what the background thread wrote,
+    not on the batches it is handed.
     """
     stage = Stage.POST_OPTIM_LOG if async_collection else Stage.PRE_STEPS_LOG
     hooks: list = [LogScalar(keys.DONE, "done_percentage", include_std=False)]
