@@ -237,7 +237,12 @@ def build_trainrl(case: Case, settings: PPOSettings | SACSettings) -> tuple[Any,
     from trainers.collectors import SyncDataCollector
     from trainers.data import LazyTensorStorage, RandomSampler, TensorDictReplayBuffer
     from trainers.envs import GymEnv
-    from trainers.modules import make_qvalue_network, make_tanh_normal_actor, make_value_network
+    from trainers.modules import (
+        batch_actor_critic,
+        make_qvalue_network,
+        make_tanh_normal_actor,
+        make_value_network,
+    )
     from trainers.objectives import ClipPPOLoss, SACLoss, SoftUpdate
 
     torch.manual_seed(0)
@@ -252,6 +257,7 @@ def build_trainrl(case: Case, settings: PPOSettings | SACSettings) -> tuple[Any,
             scale_mapping="exp",
         )  # fmt: skip
         critic = make_value_network(env, num_cells=cells, activation_class="tanh")
+        batch_actor_critic(actor, critic)  # the configs' default (networks.batch_actor_critic)
         loss = ClipPPOLoss(
             actor,
             critic,

@@ -22,6 +22,7 @@ from trainers.collectors import AsyncReplayCollector
 from trainers.envs import EnvBase
 from trainers.envs.specs import Categorical
 from trainers.hooks.logging import EpisodeWriter
+from trainers.modules import batch_actor_critic
 from trainers.modules.builders import make_categorical_actor
 from trainers.trainer.checkpoint import CheckpointError
 from trainers.trainer.seeding import seed_everything
@@ -83,6 +84,10 @@ def make_ppo_trainer(
     actor = build.policy(networks.policy_network, env)
     critic = build.component("networks.value_network", networks.value_network, env)
     critic.to(build.device)
+    # A no-op for networks it cannot stack. Configs saved before the setting existed lack it:
+    # their runs trained, and so resume, with separate networks.
+    if networks.get("batch_actor_critic", False):
+        batch_actor_critic(actor, critic)
     loss = build.component("loss", loss_module, actor, critic)
     trainer = PPOTrainer(
         collector=build.collector(collector, env, actor),

@@ -66,8 +66,16 @@ class QValueModelConfig:
 
 @dataclass(kw_only=True)
 class PPONetworksConfig:
+    """PPO's policy and value networks.
+
+    ``batch_actor_critic``: when both are MLPs with the same hidden layers and activation (as by
+    default), PPO's optimization steps evaluate them as one batched network
+    (``trainers.modules.batch_actor_critic``): the same networks and results, fewer operations.
+    """
+
     policy_network: TanhNormalModelConfig = field(default_factory=TanhNormalModelConfig)
     value_network: ValueModelConfig = field(default_factory=ValueModelConfig)
+    batch_actor_critic: bool = True
 
 
 @dataclass(kw_only=True)

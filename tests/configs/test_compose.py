@@ -11,6 +11,7 @@ from configs.validation import ConfigError
 from tests.integration.runner import ROOT
 from trainers.algorithms import PPOTrainer, SACTrainer
 from trainers.data import LazyMemmapStorage, LazyTensorStorage, PrioritizedSampler, RandomSampler
+from trainers.modules import MLP, EnsembleMember
 
 CONF = str(ROOT / "conf")
 
@@ -30,7 +31,24 @@ def test_ppo_config_instantiates_a_ready_trainer_sharing_one_policy(tmp_path, mo
     assert trainer.optim_steps_per_batch == 10 * 32  # ceil(2000 / 64) minibatches per epoch
     assert trainer.optimizer.defaults["lr"] == cfg.optimizer.lr
     assert (tmp_path / "config_resolved.yaml").exists()
+    # The default 64x64 actor and critic are evaluated as one batched network.
+    actor, critic = trainer.loss_module.actor_network, trainer.loss_module.critic_network
+    assert isinstance(actor.network, EnsembleMember)
+    assert actor.network.ensemble is critic.network.ensemble
     trainer.collector.shutdown()
+
+
+def test_ppo_networks_stay_separate_when_asked_or_when_they_differ(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for override in (
+        "networks.batch_actor_critic=false",
+        "networks.value_network.num_cells=[32,32]",
+    ):
+        cfg = _compose("ppo", "trainer.total_frames=4096", "trainer.progress_bar=false", override)
+        trainer = instantiate(cfg.trainer)
+        assert isinstance(trainer.loss_module.actor_network.network, MLP), override
+        assert isinstance(trainer.loss_module.critic_network.network, MLP), override
+        trainer.collector.shutdown()
 
 
 def test_sac_config_instantiates_with_published_defaults(tmp_path, monkeypatch):

@@ -181,3 +181,22 @@ def test_mlflow_resume_continues_the_same_run_and_logs_its_params_there(tmp_path
         f"run {run.info.run_id} keeps its first values of ['trainer.total_frames']"
         in resumed.stderr
     )
+
+
+def test_a_run_saved_before_batch_actor_critic_existed_resumes_with_separate_networks(tmp_path):
+    """Its saved config has no ``networks.batch_actor_critic`` and its checkpoint separate
+    actor and critic weights: resuming it must not stack them (the checkpoint would not load)."""
+    run_dir = tmp_path / "old"
+    first = run_train("ppo", run_dir, "networks.batch_actor_critic=false")
+    assert first.returncode == 0, first.stderr
+    config = run_dir / ".hydra" / "config.yaml"
+    text = config.read_text()
+    assert "batch_actor_critic: false" in text
+    config.write_text(text.replace("  batch_actor_critic: false\n", ""))
+    frames = _final_state(run_dir)["state"]["frames"]
+
+    resumed = resume_train("ppo", run_dir, f"trainer.total_frames={frames + 1024}")
+    assert resumed.returncode == 0, resumed.stderr
+    state = _final_state(run_dir)
+    assert state["state"]["frames"] == frames + 1024
+    assert "actor_network.network.0.weight" in state["modules"]["loss_module"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from trainers.keys import ACTION_VALUE, CHOSEN_ACTION_VALUE, LOGITS, STATE_ACTION_VALUE
+from trainers.modules.actor_critic import EnsembleMember, batch_actor_critic
 from trainers.modules.actors import CategoricalActor, QValueActor, TanhNormalActor
 from trainers.modules.builders import (
     make_categorical_actor,
@@ -34,6 +35,7 @@ __all__ = [
     "STATE_ACTION_VALUE",
     "CategoricalActor",
     "EnsembleMLP",
+    "EnsembleMember",
     "EnsembleQValueNetwork",
     "ExplorationType",
     "QValueActor",
@@ -41,6 +43,7 @@ __all__ = [
     "TanhNormal",
     "TanhNormalActor",
     "ValueOperator",
+    "batch_actor_critic",
     "exploration_type",
     "is_random_exploration",
     "make_categorical_actor",

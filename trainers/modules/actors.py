@@ -186,7 +186,9 @@ class TanhNormalActor(TensorDictModuleBase):
 
     def loc_scale(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The pre-tanh normal's loc and scale for a network input."""
-        out = self.network(observation)
+        return self._loc_scale(self.network(observation))
+
+    def _loc_scale(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outputs = self.low.shape[-1] * (1 if self.raw_scale is not None else 2)
         if out.shape[-1] != outputs:
             raise ValueError(
@@ -201,7 +203,12 @@ class TanhNormalActor(TensorDictModuleBase):
 
     def get_dist(self, tensordict: TensorDictBase) -> TanhNormal:
         """The action distribution at ``tensordict``'s observations (with gradients)."""
-        loc, scale = self.loc_scale(read_input(tensordict, self.in_keys))
+        return self.get_dist_from_output(self.network(read_input(tensordict, self.in_keys)))
+
+    def get_dist_from_output(self, out: torch.Tensor) -> TanhNormal:
+        """The action distribution from an output of ``network`` (computed elsewhere, e.g.
+        together with the critic's by ``batched_outputs``)."""
+        loc, scale = self._loc_scale(out)
         constants = (self._center, self._half_range, self._log_const)
         return TanhNormal(loc, scale, self.low, self.high, constants=constants)
 
@@ -266,9 +273,11 @@ class CategoricalActor(TensorDictModuleBase):
 
     def get_dist(self, tensordict: TensorDictBase) -> D.Categorical:
         """The action distribution at ``tensordict``'s observations (with gradients)."""
-        return D.Categorical(
-            logits=self.network(read_input(tensordict, self.in_keys)), validate_args=False
-        )
+        return self.get_dist_from_output(self.network(read_input(tensordict, self.in_keys)))
+
+    def get_dist_from_output(self, logits: torch.Tensor) -> D.Categorical:
+        """The action distribution from an output of ``network`` (the logits)."""
+        return D.Categorical(logits=logits, validate_args=False)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         # Categorical's math without building the Distribution object (per-step cost).

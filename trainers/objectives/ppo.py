@@ -40,6 +40,7 @@ from trainers.keys import (
     SAMPLE_LOG_PROB,
     VALUE_TARGET,
 )
+from trainers.modules.actor_critic import batched_outputs
 from trainers.modules.distributions import TanhNormal
 from trainers.objectives.common import LossModule, check_loss_function, distance_loss
 from trainers.objectives.value import GAE
@@ -162,10 +163,13 @@ class PPOLoss(LossModule):
         del log_ratio
         return -(ratio * advantage).mean(), {}
 
-    def _critic_loss(self, tensordict: TensorDictBase) -> torch.Tensor:
+    def _critic_loss(self, tensordict: TensorDictBase, value: torch.Tensor | None) -> torch.Tensor:
+        """The critic term; ``value`` is V(s) when already computed (with the policy's output)."""
         value_key = self.critic_network.out_keys[0]
         old_value = tensordict.get(value_key, None)
-        value = self.critic_network(tensordict.select(*self.critic_network.in_keys)).get(value_key)
+        if value is None:
+            critic_in = tensordict.select(*self.critic_network.in_keys)
+            value = self.critic_network(critic_in).get(value_key)
         target = tensordict.get(VALUE_TARGET)
         loss = distance_loss(value, target, self.loss_critic_type)
         if self.clip_value is not None:
@@ -193,7 +197,11 @@ class PPOLoss(LossModule):
         if self.normalize_advantage and advantage.numel() > 1:
             advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
 
-        dist = self.actor_network.get_dist(tensordict)
+        joint = batched_outputs(self.actor_network, self.critic_network, tensordict)
+        if joint is None:
+            dist, value = self.actor_network.get_dist(tensordict), None
+        else:  # one batched network call for both (see trainers.modules.actor_critic)
+            dist, value = self.actor_network.get_dist_from_output(joint[0]), joint[1]
         log_prob = _stored_action_log_prob(dist, tensordict)
         log_ratio = log_prob - tensordict.get(SAMPLE_LOG_PROB)
         ratio = log_ratio.exp()
@@ -204,7 +212,7 @@ class PPOLoss(LossModule):
             out["loss_entropy"] = -self.entropy_coeff * entropy
         else:  # only a diagnostic: no graph, no backward through it
             entropy = _entropy_diagnostic(dist, ratio, log_prob)
-        out["loss_critic"] = self._critic_loss(tensordict)
+        out["loss_critic"] = self._critic_loss(tensordict, value)
 
         with torch.no_grad():
             ratio_sum = ratio.sum()
