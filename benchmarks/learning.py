@@ -68,6 +68,8 @@ TASKS = [
          published=f"1442.64 +- 46.03 ({CLEANRL_PPO})", preset="mujoco_ppo"),
     Task("ppo", "Hopper-v5", 1_000_000, ("+preset=mujoco_ppo",),
          published=f"2382.86 +- 271.74 ({CLEANRL_PPO})", preset="mujoco_ppo"),
+    Task("ppo", "Hopper-v5", 1_000_000, ("+preset=mujoco_ppo", "loss.clip_value=0.2"),
+         published=f"2382.86 +- 271.74 ({CLEANRL_PPO})", preset="mujoco_ppo-clip_value"),
     Task("ppo", "Walker2d-v5", 1_000_000, ("+preset=mujoco_ppo",),
          published=f"2287.95 +- 571.78 ({CLEANRL_PPO})", preset="mujoco_ppo"),
     Task("ppo", "HalfCheetah-v5", 1_000_000, ("+preset=halfcheetah_ppo",),
