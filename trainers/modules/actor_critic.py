@@ -56,12 +56,17 @@ class EnsembleMember(nn.Module):
         """This member's ``(weight, bias)`` per layer: new slices when gradients are recorded,
         else the cached ones, rebuilt when a parameter moved (``to``, a new tensor)."""
         ensemble, index = self.ensemble, self.index
-        pairs = zip(ensemble.weights, ensemble.biases, strict=True)
         if torch.is_grad_enabled():
+            pairs = zip(ensemble.weights, ensemble.biases, strict=True)
             return [(weight[index], bias[index]) for weight, bias in pairs]
-        where = tuple(p.data_ptr() for p in ensemble.parameters())
+        # The lists' own dicts: iterating a ParameterList or parameters() costs more than the
+        # layers themselves at policy batch sizes (this runs at every env step).
+        weights = list(ensemble.weights._parameters.values())
+        biases = list(ensemble.biases._parameters.values())
+        where = tuple(p.data_ptr() for p in (*weights, *biases) if p is not None)
         if self._slices is None or self._slices[0] != where:
-            self._slices = (where, [(weight[index], bias[index]) for weight, bias in pairs])
+            pairs = zip(weights, biases, strict=True)
+            self._slices = (where, [(w[index], b[index]) for w, b in pairs])
         return self._slices[1]
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
