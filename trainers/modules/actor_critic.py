@@ -29,8 +29,9 @@ class EnsembleMember(nn.Module):
     Its weights are a slice of the ensemble's stacked parameters; ``out_features`` may be fewer
     than the ensemble's (members with fewer outputs are zero-padded there). Without gradients
     (the collector's and GAE's calls) it reuses its slices of the parameters as long as they
-    live in the same memory, which makes a policy call at batch 8 about twice as fast as an
-    ``MLP`` of ``nn.Linear`` modules.
+    live in the same memory: taking new slices at every call made a policy call at batch 8
+    about 15 us slower than the same ``MLP`` of ``nn.Linear`` modules; with the cache it is as
+    fast.
 
     Args:
         ensemble: the stacked network (shared with the other members).
