@@ -368,9 +368,11 @@ def worker(case: Case, turns: Turns | None) -> dict[str, Any]:
 # Orchestration ------------------------------------------------------------------------------
 
 
-def plan(quick: bool, threads: list[int], sac_threads: list[int]) -> list[list[Case]]:
+def plan(
+    quick: bool, threads: list[int], sac_threads: list[int], rounds_override: int | None = None
+) -> list[list[Case]]:
     """The table rows in run order: per setting, env and thread count, its contenders."""
-    rounds = plan_rounds(quick)
+    rounds = plan_rounds(quick, rounds_override)
     rows = []
     for setting in ("ppo-cleanrl", "ppo-light", "sac"):
         settings = SETTINGS[setting]
@@ -382,7 +384,10 @@ def plan(quick: bool, threads: list[int], sac_threads: list[int]) -> list[list[C
     return rows
 
 
-def plan_rounds(quick: bool) -> dict[str, int]:
+def plan_rounds(quick: bool, rounds_override: int | None = None) -> dict[str, int]:
+    """Rounds per setting: ``--rounds`` when given, else the defaults (fewer with ``--quick``)."""
+    if rounds_override is not None:
+        return dict.fromkeys(ROUNDS, rounds_override)
     return {"ppo-cleanrl": 3, "ppo-light": 6, "sac": 1} if quick else ROUNDS
 
 
@@ -701,7 +706,7 @@ def main() -> None:
             "benchmarks/speed.py compares against Stable-Baselines3, which is not installed: "
             '.venv/bin/pip install -e ".[bench]"'
         )
-    rows = plan(args.quick, args.threads, args.sac_threads or [1])
+    rows = plan(args.quick, args.threads, args.sac_threads or [1], args.rounds)
     if args.only:
         rows = [
             [c for c in row if all(w in (c.setting, c.env, c.contender) for w in args.only)]
@@ -712,7 +717,7 @@ def main() -> None:
     results = []
     for row in [r for r in rows if r]:
         case = row[0]
-        rounds = args.rounds or (plan_rounds(args.quick)[case.setting])
+        rounds = plan_rounds(args.quick, args.rounds)[case.setting]
         try:
             row_results = run_row(row, rounds)
             if case.setting == "sac":
