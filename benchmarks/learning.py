@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "learning"
@@ -112,19 +113,23 @@ def train(task: Task, seed: int) -> None:
         f"[{time.strftime('%H:%M:%S')}] {task.algo} {task.env} seed {seed}: {' '.join(command[1:3])}"
     )
     start = time.monotonic()
+    recorded = _recorded(directory)
+    # The code each attempt starts with (the process keeps it, whatever is checked out later).
+    commits = [*recorded.get("commits", []), _commit()]
     try:
         subprocess.run(command, check=True, cwd=ROOT)
     finally:  # an interrupted attempt's time still counts
-        wall = _recorded_wall_time(directory) + time.monotonic() - start
+        wall = recorded.get("wall_s", 0.0) + time.monotonic() - start
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "wall.json").write_text(json.dumps({"wall_s": wall}))
+        (directory / "wall.json").write_text(json.dumps({"wall_s": wall, "commits": commits}))
     frames = _checkpointed_frames(directory)
     if frames < task.frames:  # stopped early (Ctrl-C, SIGTERM) with a checkpoint: not finished
         raise RuntimeError(
             f"{directory.name} stopped at {frames} of {task.frames} frames; run this script "
             "again to resume it"
         )
-    summary.write_text(json.dumps({"wall_s": wall, "frames": task.frames, "commit": _commit()}))
+    commit = ", ".join(dict.fromkeys(commits))  # one entry per distinct code version
+    summary.write_text(json.dumps({"wall_s": wall, "frames": task.frames, "commit": commit}))
 
 
 def _commit() -> str:
@@ -143,9 +148,10 @@ def _checkpointed_frames(directory: Path) -> int:
     return int(checkpoint["state"]["state"]["frames"])
 
 
-def _recorded_wall_time(directory: Path) -> float:
+def _recorded(directory: Path) -> dict[str, Any]:
+    """Wall time and commits of the earlier attempts of a run (none for a new run)."""
     path = directory / "wall.json"
-    return json.loads(path.read_text())["wall_s"] if path.exists() else 0.0
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def read_result(task: Task, seed: int) -> RunResult | None:
