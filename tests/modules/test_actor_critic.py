@@ -72,25 +72,14 @@ def test_batching_keeps_the_outputs_and_the_random_stream():
 def test_ppo_loss_and_gradients_equal_those_of_the_separate_networks(state_independent_scale):
     torch.manual_seed(1)
     actor, critic = _pair(state_independent_scale)
+    td = _batch(actor)
+    with torch.no_grad():  # a policy step away from the data, so that the ratios are not all 1
+        for p in [*actor.parameters(), *critic.parameters()]:
+            p.add_(0.05 * torch.randn_like(p))
     separate = ClipPPOLoss(copy.deepcopy(actor), copy.deepcopy(critic), entropy_coeff=0.01)
     assert batch_actor_critic(actor, critic)
     batched = ClipPPOLoss(actor, critic, entropy_coeff=0.01)
-    td = _batch(separate.actor_network)
-    with torch.no_grad():  # a policy step away from the data, so that the ratios are not all 1
-        for p in separate.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-        # ... and the same step for the batched copy, through the separate one's weights
-        ensemble = actor.network.ensemble
-        for member, net in enumerate(
-            (separate.actor_network.network, separate.critic_network.network)
-        ):
-            for weight, bias, layer in zip(
-                ensemble.weights, ensemble.biases, _linears(net), strict=True
-            ):
-                weight[member, :, : layer.out_features].copy_(layer.weight.T)
-                bias[member, 0, : layer.out_features].copy_(layer.bias)
-        if state_independent_scale:
-            actor.raw_scale.copy_(separate.actor_network.raw_scale)
+    ensemble = actor.network.ensemble
     torch.manual_seed(2)
     expected = separate(td.clone())
     torch.manual_seed(2)  # the entropy bonus draws one sample per state
@@ -211,3 +200,13 @@ def test_a_member_without_gradients_follows_its_parameters_wherever_they_are():
         copied.ensemble.weights[0].add_(1.0)
         assert not torch.allclose(copied(obs.double()), member(obs.double()))
     agree(copied, obs.double())
+
+
+def test_stacked_weights_keep_the_networks_dtype():
+    actor, critic = _pair()
+    actor.double(), critic.double()
+    separate = copy.deepcopy(critic)
+    assert batch_actor_critic(actor, critic)
+    assert all(p.dtype == torch.float64 for p in actor.network.ensemble.parameters())
+    obs = TensorDict(observation=torch.randn(4, OBS_DIM, dtype=torch.float64), batch_size=[4])
+    torch.testing.assert_close(critic(obs.clone())["state_value"], separate(obs)["state_value"])

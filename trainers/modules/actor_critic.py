@@ -154,7 +154,7 @@ def batch_actor_critic(actor: Any, critic: Any) -> bool:
     hidden = [layer.out_features for layer in actor_layout.linears[:-1]]
     with torch.random.fork_rng(devices=[]):  # its own init is overwritten below
         ensemble = EnsembleMLP(first.in_features, max(outputs), hidden, 2, actor_layout.activation)
-    ensemble.to(first.weight.device)
+    ensemble.to(device=first.weight.device, dtype=first.weight.dtype)
     with torch.no_grad():
         for member, layout in enumerate(layouts):
             stacked = zip(ensemble.weights, ensemble.biases, layout.linears, strict=True)
