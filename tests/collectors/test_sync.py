@@ -13,6 +13,7 @@ from tests.collectors._policies import ConstantPolicy, LinearGaussianPolicy
 from trainers import keys
 from trainers.collectors import SyncDataCollector, make_collector_offpolicy, make_collector_onpolicy
 from trainers.envs import Compose, GymEnv, RewardSum, StepCounter, TransformedEnv
+from trainers.modules import MLP, TanhNormalActor
 
 ALL_KEYS = [
     keys.OBSERVATION,
@@ -162,6 +163,35 @@ def test_deterministic_vs_random_exploration():
     r1, r1b, r2 = collect("random", 1), collect("random", 1), collect("random", 2)
     assert torch.equal(r1[keys.ACTION], r1b[keys.ACTION])
     assert not torch.equal(r1[keys.ACTION], r2[keys.ACTION])
+
+
+class _Unsplit(torch.nn.Module):
+    """The same actor called whole at every step (no ``act``/``complete_batch``)."""
+
+    def __init__(self, actor: torch.nn.Module) -> None:
+        super().__init__()
+        self.actor = actor
+
+    def forward(self, td):
+        return self.actor(td)
+
+
+def test_split_policy_batch_equals_calling_the_policy_per_step():
+    torch.manual_seed(0)
+    actor = TanhNormalActor(MLP(3, 2, [16]), low=torch.tensor([-2.0]), high=torch.tensor([2.0]))
+    batches = []
+    for policy in (actor, _Unsplit(actor)):
+        collector = SyncDataCollector(pendulum(3), policy, frames_per_batch=30)
+        collector.set_seed(0)
+        torch.manual_seed(1)
+        batches.append([collector.collect_batch() for _ in range(2)])
+    for split, whole in zip(*batches, strict=True):
+        assert set(split.keys(True, True)) == set(whole.keys(True, True))
+        assert split[keys.SAMPLE_LOG_PROB].shape == (3, 10)
+        for key in whole.keys(True, True):
+            exact = key != keys.SAMPLE_LOG_PROB  # computed once per batch: last-bit rounding
+            tolerance = {"rtol": 0, "atol": 0} if exact else {}
+            torch.testing.assert_close(split[key], whole[key], **tolerance, msg=str(key))
 
 
 def test_state_dict_resume_gives_identical_batches():

@@ -61,6 +61,11 @@ def exploration_interaction_type(exploration_type: str) -> InteractionType:
     return EXPLORATION_TYPES[exploration_type]
 
 
+def splits_outputs(policy: PolicyType | None) -> bool:
+    """Whether ``policy`` has ``act`` (per step) and ``complete_batch`` (per batch)."""
+    return hasattr(policy, "act") and hasattr(policy, "complete_batch")
+
+
 def _module_device(module: Any) -> torch.device | None:
     if isinstance(module, torch.nn.Module):
         for p in module.parameters():
@@ -159,7 +164,11 @@ class SyncDataCollector:
     Episodes continue across batches (no reset between batches unless ``reset_at_each_iter``).
 
     The loop per step is: policy (under ``torch.no_grad()`` and the exploration type), then
-    ``env.step_and_maybe_reset``; the step TensorDicts are stacked once per batch.
+    ``env.step_and_maybe_reset``; the step TensorDicts are stacked once per batch. A policy with
+    both ``act(td)`` and ``complete_batch(batch)`` (``TanhNormalActor``) has ``act`` called per
+    step and ``complete_batch`` once on the stacked batch, for the outputs that are a function
+    of the stored ones (its ``sample_log_prob``): the batch holds what ``policy(td)`` would
+    have written, with fewer operations per step.
 
     Args:
         create_env_fn: an env, or a zero-argument callable returning one.
@@ -268,16 +277,22 @@ class SyncDataCollector:
         act = env.rand_action if random else self._policy_step()
         with torch.no_grad(), set_interaction_type(self._interaction):
             batch, self._root = env.collect_steps(self._root, self.frames_per_env, act)
-        if batch.device != self.storing_device:
-            batch = batch.to(self.storing_device)
+            if batch.device != self.storing_device:
+                batch = batch.to(self.storing_device)
+            if not random and splits_outputs(self.policy):
+                self.policy.complete_batch(batch)  # type: ignore[union-attr]
         self._tracker.annotate(batch)
         self.frames += self.frames_per_batch
         return batch
 
     def _policy_step(self) -> Callable[[TensorDictBase], TensorDictBase]:
+        """The per-step call: the policy's ``act`` when it splits its outputs (see the class
+        docstring), else the policy itself; moved to and from the policy's device."""
         policy = self.policy
         if policy is None:
             raise RuntimeError("no policy")
+        if splits_outputs(policy):
+            policy = policy.act  # type: ignore[attr-defined]
         if self.device == self.env.device:
             return policy
         device, env_device = self.device, self.env.device

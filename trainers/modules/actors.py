@@ -112,7 +112,7 @@ class TanhNormalActor(TensorDictModuleBase):
     ``sample_log_prob`` is the log-probability of ``action``, computed from the normal sample
     before ``tanh`` (``pre_tanh_action``), which the PPO loss scores the same way: exact where
     ``tanh`` saturates (inverting a saturated action with ``atanh`` is not), no ``atanh`` per
-    step, and the first importance ratio of a batch is one.
+    step, and the first importance ratio of a batch is one (to float rounding).
 
     Args:
         network: module mapping the input to loc (and raw scale).
@@ -213,6 +213,17 @@ class TanhNormalActor(TensorDictModuleBase):
         return TanhNormal(loc, scale, self.low, self.high, constants=constants)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        self.act(tensordict)
+        return self.complete_batch(tensordict)
+
+    def act(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """``forward`` without ``sample_log_prob``, which ``complete_batch`` adds.
+
+        The collectors call this at every env step and ``complete_batch`` once on the stacked
+        batch: the log-probability is a function of the stored ``loc``, ``scale`` and
+        ``pre_tanh_action`` alone, and its eight elementwise operations cost about as much as
+        the network at policy batch sizes on CPU (13 us of a 50 us call at batch 8).
+        """
         # TanhNormal's math without building the Distribution object (see the module docstring).
         loc, scale = self.loc_scale(read_input(tensordict, self.in_keys))
         if is_random_exploration():
@@ -221,16 +232,14 @@ class TanhNormalActor(TensorDictModuleBase):
         else:
             x = loc
         action = tanh_normal_squash(x, self._center, self._half_range)
-        log_prob = tanh_normal_log_prob_pre_tanh(x, loc, scale, self._log_const)
-        return tensordict.update(
-            {
-                LOC: loc,
-                SCALE: scale,
-                PRE_TANH_ACTION: x,
-                ACTION: action,
-                SAMPLE_LOG_PROB: log_prob,
-            }
-        )
+        return tensordict.update({LOC: loc, SCALE: scale, PRE_TANH_ACTION: x, ACTION: action})
+
+    def complete_batch(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Writes ``sample_log_prob`` for the entries ``act`` wrote, at any batch shape."""
+        x, loc, scale = (tensordict.get(key) for key in (PRE_TANH_ACTION, LOC, SCALE))
+        log_const = self._log_const.to(x.device, non_blocking=True)
+        log_prob = tanh_normal_log_prob_pre_tanh(x, loc, scale, log_const)
+        return tensordict.set(SAMPLE_LOG_PROB, log_prob)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args)
