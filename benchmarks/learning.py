@@ -79,6 +79,8 @@ TASKS = [
          published=f"2287.95 +- 571.78 ({CLEANRL_PPO})", preset="mujoco_ppo-clip_value"),
     Task("ppo", "HalfCheetah-v5", 1_000_000, ("+preset=halfcheetah_ppo",),
          published=f"5819 +- 663 ({RL_ZOO_PPO_HALFCHEETAH})", preset="halfcheetah_ppo"),
+    Task("ppo", "HalfCheetah-v5", 1_000_000, ("+preset=halfcheetah_ppo", "optimizer.lr=3e-5"),
+         published=f"5819 +- 663 ({RL_ZOO_PPO_HALFCHEETAH})", preset="halfcheetah_ppo-lr3e-5"),
     Task("sac", "HalfCheetah-v5", 300_000, published="issue target: >= 5000 at 300k frames"),
     Task("sac", "Hopper-v5", 300_000),
 ]  # fmt: skip
