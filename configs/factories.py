@@ -22,7 +22,7 @@ from trainers.collectors import AsyncReplayCollector
 from trainers.envs import EnvBase
 from trainers.envs.specs import Categorical
 from trainers.hooks.logging import EpisodeWriter
-from trainers.modules import batch_actor_critic
+from trainers.modules import batch_actor_critic, compile_networks
 from trainers.modules.builders import make_categorical_actor
 from trainers.trainer.checkpoint import CheckpointError
 from trainers.trainer.seeding import seed_everything
@@ -88,6 +88,8 @@ def make_ppo_trainer(
     # their runs trained, and so resume, with separate networks.
     if networks.get("batch_actor_critic", False):
         batch_actor_critic(actor, critic)
+    if networks.get("compile", False):  # after batching: it replaces the networks
+        compile_networks(actor, critic)
     loss = build.component("loss", loss_module, actor, critic)
     trainer = PPOTrainer(
         collector=build.collector(collector, env, actor),
@@ -158,6 +160,8 @@ def make_sac_trainer(
     actor.to(build.device)
     qvalue = build.component("networks.value_network", networks.value_network, env)
     qvalue.to(build.device)
+    if networks.get("compile", False):
+        compile_networks(actor, qvalue)
     loss = build.component(
         "loss",
         loss_module,

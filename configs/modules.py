@@ -71,18 +71,25 @@ class PPONetworksConfig:
     ``batch_actor_critic``: when both are MLPs with the same hidden layers and activation (as by
     default), PPO's optimization steps evaluate them as one batched network
     (``trainers.modules.batch_actor_critic``): the same networks and results, fewer operations.
+    ``compile``: run the networks' forward and backward passes through ``torch.compile``
+    (``trainers.modules.compile_networks``); off: slower than eager on CPU at these sizes.
     """
 
     policy_network: TanhNormalModelConfig = field(default_factory=TanhNormalModelConfig)
     value_network: ValueModelConfig = field(default_factory=ValueModelConfig)
     batch_actor_critic: bool = True
+    compile: bool = False
 
 
 @dataclass(kw_only=True)
 class SACNetworksConfig:
-    """``value_network`` is SAC's twin Q network (same override path as PPO's critic)."""
+    """``value_network`` is SAC's twin Q network (same override path as PPO's critic).
+
+    ``compile``: as PPO's (``trainers.modules.compile_networks``); off by default.
+    """
 
     policy_network: TanhNormalModelConfig = field(
         default_factory=lambda: TanhNormalModelConfig(num_cells=[256, 256], activation_class="relu")
     )
     value_network: QValueModelConfig = field(default_factory=QValueModelConfig)
+    compile: bool = False

@@ -51,6 +51,22 @@ def test_ppo_networks_stay_separate_when_asked_or_when_they_differ(tmp_path, mon
         trainer.collector.shutdown()
 
 
+def test_networks_compile_switches_every_network_to_compiled_passes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("ppo", "sac"):
+        cfg = _compose(name, "trainer.progress_bar=false")
+        assert cfg.networks.compile is False  # off by default: slower on CPU
+        cfg = _compose(name, "trainer.progress_bar=false", "networks.compile=true")
+        trainer = instantiate(cfg.trainer)
+        loss = trainer.loss_module
+        critic = loss.critic_network if name == "ppo" else loss.qvalue_network
+        networks = [loss.actor_network.network, critic.network]
+        if name == "sac":
+            networks.append(loss.target_qvalue_network.network)
+        assert all(network.compiled for network in networks), name
+        trainer.collector.shutdown()
+
+
 def test_sac_config_instantiates_with_published_defaults(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = _compose("sac", "trainer.progress_bar=false")

@@ -12,6 +12,7 @@ from trainers.modules.builders import (
     make_tanh_normal_actor,
     make_value_network,
 )
+from trainers.modules.compiled import compile_networks
 from trainers.modules.critics import (
     EnsembleMLP,
     EnsembleQValueNetwork,
@@ -44,6 +45,7 @@ __all__ = [
     "TanhNormalActor",
     "ValueOperator",
     "batch_actor_critic",
+    "compile_networks",
     "exploration_type",
     "is_random_exploration",
     "make_categorical_actor",

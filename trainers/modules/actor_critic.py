@@ -19,11 +19,12 @@ from tensordict import TensorDictBase
 from torch import nn
 
 from trainers.modules.common import read_input
+from trainers.modules.compiled import Compilable, run_compiled
 from trainers.modules.critics import EnsembleMLP
 from trainers.modules.mlp import MLP
 
 
-class EnsembleMember(nn.Module):
+class EnsembleMember(Compilable, nn.Module):
     """Member ``index`` of an :class:`EnsembleMLP`, run alone: ``[*batch, in] -> [*batch, out]``.
 
     Its weights are a slice of the ensemble's stacked parameters; ``out_features`` may be fewer
@@ -54,10 +55,11 @@ class EnsembleMember(nn.Module):
         self._slices: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     def _layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """This member's ``(weight, bias)`` per layer: new slices when gradients are recorded,
-        else the cached ones, rebuilt when a parameter moved (``to``, a new tensor)."""
+        """This member's ``(weight, bias)`` per layer: new slices when gradients are recorded
+        or the member is compiled, else the cached ones, rebuilt when a parameter moved (``to``,
+        a new tensor)."""
         ensemble, index = self.ensemble, self.index
-        if torch.is_grad_enabled():
+        if self.compiled or torch.is_grad_enabled():
             pairs = zip(ensemble.weights, ensemble.biases, strict=True)
             return [(weight[index], bias[index]) for weight, bias in pairs]
         # The lists' own dicts: iterating a ParameterList or parameters() costs more than the
@@ -71,6 +73,11 @@ class EnsembleMember(nn.Module):
         return self._slices[1]
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.compiled:
+            return run_compiled(EnsembleMember._forward, self, input)
+        return self._forward(input)
+
+    def _forward(self, input: torch.Tensor) -> torch.Tensor:
         hidden = input if input.dim() == 2 else input.reshape(-1, input.shape[-1])
         layers = self._layers()
         activation = self.ensemble.activation

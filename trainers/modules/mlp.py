@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from trainers.modules.compiled import Compilable, run_compiled
+
 INITS = ("torch", "orthogonal")
 
 
@@ -57,7 +59,7 @@ def hidden_sizes(num_cells: Sequence[int] | int, depth: int | None) -> list[int]
     return cells
 
 
-class MLP(nn.Sequential):
+class MLP(Compilable, nn.Sequential):
     """A stack of ``layer_class`` layers with ``activation_class`` between them.
 
     Layer sizes: ``in_features -> num_cells[0] -> ... -> num_cells[-1] -> prod(out_features)``.
@@ -136,7 +138,12 @@ class MLP(nn.Sequential):
         self.out_shape = out_shape
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        out = super().forward(input)
+        if self.compiled:
+            return run_compiled(MLP._forward, self, input)
+        return self._forward(input)
+
+    def _forward(self, input: torch.Tensor) -> torch.Tensor:
+        out = nn.Sequential.forward(self, input)
         if len(self.out_shape) > 1:
             out = out.unflatten(-1, self.out_shape)
         return out
