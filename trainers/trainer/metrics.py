@@ -86,16 +86,20 @@ class MetricAccumulator:
     def add_tensors(self, values: Mapping[str, torch.Tensor]) -> None:
         """Adds one-element tensors, each counting once: the per-optimization-step path.
 
-        Sums of names seen before grow in place, one tensor op per value (``add`` builds a new
-        sum tensor per value, a few times slower at loss-term sizes).
+        Sums of names seen before grow in place, all with one ``_foreach_add_`` (``add`` builds
+        a new sum tensor per value, and one ``add_`` per value costs a dispatch each).
         """
+        totals, increments = [], []
         for name, value in values.items():
             total = self._sums.get(name)
             if isinstance(total, torch.Tensor):
-                total.add_(value.reshape(()))
+                totals.append(total)
+                increments.append(value if value.dim() == 0 else value.reshape(()))
             else:  # a new tensor: the sums own their storage, so in-place adds are safe
                 self._sums[name] = value.float().reshape(()) + (total or 0.0)
             self._counts[name] = self._counts.get(name, 0.0) + 1.0
+        if totals:
+            torch._foreach_add_(totals, increments)
 
     def __bool__(self) -> bool:
         return bool(self._sums)
