@@ -181,7 +181,7 @@ class TanhNormalActor(TensorDictModuleBase):
 
     def _map_scale(self, raw: torch.Tensor) -> torch.Tensor:
         if self._scale_kind == "exp":
-            return raw.exp().clamp_min(self.scale_lb)
+            return torch.clamp_min(raw.exp(), self._scale_lb)
         return F.softplus(raw + self._scale_bias).add_(self._scale_lb)
 
     def loc_scale(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,9 +197,9 @@ class TanhNormalActor(TensorDictModuleBase):
             )
         if self.raw_scale is None:
             loc, raw = out.chunk(2, dim=-1)
-        else:
-            loc, raw = out, self.raw_scale.expand_as(out)
-        return loc, self._map_scale(raw)
+            return loc, self._map_scale(raw)
+        # Mapped once per action dimension, then broadcast over the batch.
+        return out, self._map_scale(self.raw_scale).expand_as(out)
 
     def get_dist(self, tensordict: TensorDictBase) -> TanhNormal:
         """The action distribution at ``tensordict``'s observations (with gradients)."""
