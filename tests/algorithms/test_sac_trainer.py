@@ -180,7 +180,9 @@ def test_async_collection_trains_on_what_the_background_thread_writes():
 
     assert trainer.state.frames == 120  # every frame counted once, however batches were grouped
     assert len(trainer.replay_buffer) == 120  # written by the thread, not by the trainer
-    assert trainer.state.optim_steps > 0
+    # Collection runs one batch ahead at most, so every batch of 20 frames from the one that
+    # reaches init_random_frames on gets its 2 updates: batches 2 to 6.
+    assert trainer.state.optim_steps == 5 * 2
     names = set().union(*(values for _, values in logger.scalars))
     # Batch metrics come from the sampled batches at post_optim_log in async mode.
     assert {"r_training", "done_percentage", "loss_actor", "loss_qvalue", "utd_ratio"} <= names

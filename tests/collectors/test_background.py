@@ -46,6 +46,37 @@ def test_every_frame_is_written_once_and_yielded_once():
     )
 
 
+def test_collection_runs_at_most_max_batches_ahead_of_a_slow_trainer():
+    for ahead in (1, 3):
+        collector = AsyncReplayCollector(
+            SyncDataCollector(
+                GymEnv("Pendulum-v1", num_envs=2), None, frames_per_batch=20, total_frames=400
+            ),
+            ListBuffer(),
+            max_batches_ahead=ahead,
+        )
+        yielded = 0
+        sizes = []
+        for batch in collector:
+            yielded += batch.numel()
+            sizes.append(batch.numel())
+            time.sleep(0.05)  # a trainer much slower than Pendulum's collection
+            # Pending + the batch in progress: at most `ahead` + 1 batches past what was yielded.
+            assert collector.frames - yielded <= (ahead + 1) * 20
+        collector.shutdown()
+        assert yielded == 400
+        if ahead == 1:
+            assert sizes == [20] * 20  # one batch per step: a fixed number of updates per batch
+        else:
+            assert max(sizes) > 20  # it does run ahead when allowed to
+    with pytest.raises(ValueError, match="max_batches_ahead must be an int >= 1, got 0"):
+        AsyncReplayCollector(
+            SyncDataCollector(GymEnv("Pendulum-v1"), None, frames_per_batch=5),
+            ListBuffer(),
+            max_batches_ahead=0,
+        )
+
+
 def test_weights_reach_the_background_copy_only_when_pushed():
     policy = ConstantPolicy(0.5)
     collector = AsyncReplayCollector(

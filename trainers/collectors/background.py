@@ -29,6 +29,11 @@ class AsyncReplayCollector:
       counts right: each step of the iteration returns the batches collected since the last
       one, concatenated along time (``[num_envs, k * T]``), and waits only when nothing new
       arrived. Training therefore overlaps with collection instead of alternating with it.
+    * Collection runs at most ``max_batches_ahead`` batches ahead of the iteration: the thread
+      waits before collecting more while that many batches are collected but not yet yielded.
+      With the default of one, each step of the iteration yields one batch, so a trainer that
+      optimizes a fixed number of steps per batch keeps its update-to-data ratio; without the
+      bound, collection faster than training lowered it.
     * The collector runs a private copy of the policy; ``update_policy_weights_()`` snapshots
       the trained weights and the background thread loads them before its next batch, so no
       weight is ever read while an optimizer writes it.
@@ -47,6 +52,7 @@ class AsyncReplayCollector:
         replay_buffer: where batches go, through ``extend``.
         stored_keys: the entries to write (default: all); ``SACTrainer`` sets them to the
             transition keys when left unset.
+        max_batches_ahead: how many batches collection may run ahead of the iteration (>= 1).
 
     Examples:
         >>> from trainers.collectors import AsyncReplayCollector, SyncDataCollector
@@ -72,11 +78,15 @@ class AsyncReplayCollector:
         collector: SyncDataCollector,
         replay_buffer: Any,
         stored_keys: Sequence[NestedKey] | None = None,
+        max_batches_ahead: int = 1,
     ) -> None:
         if not callable(getattr(replay_buffer, "extend", None)):
             raise TypeError(
                 f"replay_buffer needs an extend method, got {type(replay_buffer).__name__}"
             )
+        if not isinstance(max_batches_ahead, int) or max_batches_ahead < 1:
+            raise ValueError(f"max_batches_ahead must be an int >= 1, got {max_batches_ahead!r}")
+        self.max_batches_ahead = max_batches_ahead
         collector.use_private_policy_copy()
         self.collector = collector
         self.replay_buffer = replay_buffer
@@ -119,7 +129,7 @@ class AsyncReplayCollector:
                 with self._ready:
                     self._new.append(batch)
                     self._ready.notify_all()
-                    self._pause_if_requested()
+                    self._wait_for_room()
                 self._load_pending_weights()
                 if self._stop.is_set():
                     break
@@ -135,6 +145,15 @@ class AsyncReplayCollector:
         if self.stored_keys is not None:
             batch = batch.select(*self.stored_keys, strict=False)
         return valid_transitions(batch)
+
+    def _wait_for_room(self) -> None:
+        """In the thread, holding ``_ready``: waits while ``max_batches_ahead`` batches are not
+        yet yielded, pausing meanwhile whenever ``state_dict`` asks (a batch boundary)."""
+        while True:
+            self._pause_if_requested()
+            if len(self._new) < self.max_batches_ahead or self._stop.is_set():
+                return
+            self._ready.wait()
 
     def _pause_if_requested(self) -> None:
         """In the thread, holding ``_ready``: waits while ``state_dict`` wants it still."""
@@ -162,6 +181,7 @@ class AsyncReplayCollector:
                 self._ready.notify_all()
                 self._ready.wait_for(lambda: bool(self._new) or self._finished)
                 new, self._new = self._new, []
+                self._ready.notify_all()  # room for the thread's next batch
             if self._error is not None:
                 raise RuntimeError("the background collector failed") from self._error
             if not new:
@@ -189,6 +209,7 @@ class AsyncReplayCollector:
         with self._ready:
             if self._thread is not None and not self._finished:
                 self._pause_requested = True
+                self._ready.notify_all()  # a thread waiting for room pauses right away
                 self._ready.wait_for(lambda: self._paused or self._finished)
             return {
                 "collector": copy.deepcopy(self.collector.state_dict()),
