@@ -146,6 +146,12 @@ def make_sac_trainer(
             f"trainer.utd_ratio={utd_ratio} x collector.frames_per_batch="
             f"{collector.frames_per_batch} must be a whole number >= 1 of optimization steps"
         )
+    if async_collection and networks.get("compile", False):
+        problems.append(
+            "networks.compile=true and trainer.async_collection=true cannot be combined: the "
+            "collector thread and the trainer would compile and run the same torch.compile "
+            "functions concurrently, which torch does not support; set one of them to false"
+        )
     if async_collection and _runs_worker_processes(collector):
         problems.append(
             "trainer.async_collection=true needs collector=sync (one in-process collector runs "

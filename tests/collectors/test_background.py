@@ -77,6 +77,27 @@ def test_collection_runs_at_most_max_batches_ahead_of_a_slow_trainer():
         )
 
 
+def test_state_dict_from_another_thread_never_stalls_the_iteration():
+    import threading
+
+    collector = AsyncReplayCollector(
+        SyncDataCollector(
+            GymEnv("Pendulum-v1", num_envs=2), None, frames_per_batch=20, total_frames=4000
+        ),
+        ListBuffer(),
+    )
+    yielded = []
+    consumer = threading.Thread(target=lambda: yielded.extend(collector), daemon=True)
+    consumer.start()
+    for _ in range(20):  # pauses the thread at a batch boundary; the next batch resumes it
+        collector.state_dict()
+        time.sleep(0.005)
+    consumer.join(timeout=60)
+    assert not consumer.is_alive(), "the iteration stalled"
+    collector.shutdown()
+    assert sum(b.numel() for b in yielded) == 4000
+
+
 def test_weights_reach_the_background_copy_only_when_pushed():
     policy = ConstantPolicy(0.5)
     collector = AsyncReplayCollector(

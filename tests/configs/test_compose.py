@@ -21,6 +21,16 @@ def _compose(name: str, *overrides: str):
         return compose(name, overrides=list(overrides))
 
 
+def _problems(cfg) -> list[str]:
+    """The problems of the ConfigError that instantiating ``cfg`` raises (Hydra wraps it)."""
+    with pytest.raises(Exception) as err:
+        instantiate(cfg.trainer)
+    cause = err.value
+    while not isinstance(cause, ConfigError):
+        cause = cause.__cause__
+    return cause.problems
+
+
 def test_ppo_config_instantiates_a_ready_trainer_sharing_one_policy(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = _compose("ppo", "trainer.total_frames=4096", "trainer.progress_bar=false")
@@ -65,6 +75,15 @@ def test_networks_compile_switches_every_network_to_compiled_passes(tmp_path, mo
             networks.append(loss.target_qvalue_network.network)
         assert all(network.compiled for network in networks), name
         trainer.collector.shutdown()
+
+
+def test_compiled_networks_and_async_collection_are_rejected_together(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    problems = _problems(_compose("sac", "networks.compile=true", "trainer.async_collection=true"))
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        "networks.compile=true and trainer.async_collection=true cannot be combined"
+    )
 
 
 def test_sac_config_instantiates_with_published_defaults(tmp_path, monkeypatch):
@@ -120,12 +139,7 @@ def test_sac_buffer_options_build_a_prioritized_or_memory_mapped_buffer(tmp_path
 def test_all_problems_are_reported_at_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = _compose("ppo", "optimizer.lr=-1", "trainer.gamma=2", "collector.frames_per_batch=100")
-    with pytest.raises(Exception) as err:
-        instantiate(cfg.trainer)
-    cause = err.value
-    while not isinstance(cause, ConfigError):
-        cause = cause.__cause__
-    assert cause.problems == [
+    assert _problems(cfg) == [
         "optimizer.lr=-1.0: allowed is a number > 0",
         "trainer.gamma=2.0: allowed is a number in [0, 1]",
         "collector.frames_per_batch=100 is not a multiple of training_env.num_workers=8; "

@@ -148,12 +148,13 @@ class AsyncReplayCollector:
 
     def _wait_for_room(self) -> None:
         """In the thread, holding ``_ready``: waits while ``max_batches_ahead`` batches are not
-        yet yielded, pausing meanwhile whenever ``state_dict`` asks (a batch boundary)."""
-        while True:
-            self._pause_if_requested()
-            if len(self._new) < self.max_batches_ahead or self._stop.is_set():
-                return
+        yet yielded, pausing whenever ``state_dict`` asks (a batch boundary). It pauses only
+        with batches waiting in ``_new``, so an iterator waiting for one always wakes."""
+        self._pause_if_requested()
+        while len(self._new) >= self.max_batches_ahead and not self._stop.is_set():
             self._ready.wait()
+            if self._new:
+                self._pause_if_requested()
 
     def _pause_if_requested(self) -> None:
         """In the thread, holding ``_ready``: waits while ``state_dict`` wants it still."""

@@ -237,7 +237,7 @@ class TanhNormalActor(TensorDictModuleBase):
     def complete_batch(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Writes ``sample_log_prob`` for the entries ``act`` wrote, at any batch shape."""
         x, loc, scale = (tensordict.get(key) for key in (PRE_TANH_ACTION, LOC, SCALE))
-        log_const = self._log_const.to(x.device, non_blocking=True)
+        log_const = self._log_const.to(x.device)  # blocking: a batch on the host reads it now
         log_prob = tanh_normal_log_prob_pre_tanh(x, loc, scale, log_const)
         return tensordict.set(SAMPLE_LOG_PROB, log_prob)
 
