@@ -32,6 +32,8 @@ class _TrainerConfigBase:
     device: str = checked("cpu", torch_device())
     # torch intra-op CPU threads; None keeps torch's default. Small networks train faster on 1.
     num_threads: int | None = checked(None, ge(1))
+    # Flush denormal floats to zero while training (CPU ops ~100x slower on them; see README).
+    flush_denormals: bool = True
     enable_logging: bool = True
     log_rewards: bool = True
     log_actions: bool = True

@@ -97,6 +97,7 @@ def test_sac_config_instantiates_with_published_defaults(tmp_path, monkeypatch):
     assert cfg.replay_buffer.storage.max_size == 1_000_000
     assert cfg.target_net_updater.tau == 0.005
     assert trainer.optimizer.defaults["lr"] == 3e-4
+    assert trainer.flush_denormals  # on by default (README: denormals)
     hidden = [
         m.out_features
         for m in trainer.loss_module.actor_network.network
@@ -119,6 +120,14 @@ def test_every_group_option_composes(tmp_path, monkeypatch):
         _compose("sac", "target_net_updater=hard").target_net_updater.value_network_update_interval
         == 1000
     )
+
+
+def test_flush_denormals_can_be_switched_off(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = _compose("ppo", "trainer.flush_denormals=false", "trainer.progress_bar=false")
+    trainer = instantiate(cfg.trainer)
+    assert trainer.flush_denormals is False
+    trainer.collector.shutdown()
 
 
 def test_sac_buffer_options_build_a_prioritized_or_memory_mapped_buffer(tmp_path, monkeypatch):

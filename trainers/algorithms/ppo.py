@@ -80,6 +80,7 @@ class PPOTrainer(Trainer):
         log_observations: bool = False,
         async_collection: bool = False,
         anneal_lr: bool = False,
+        flush_denormals: bool = True,
     ) -> None:
         if async_collection:
             raise ValueError(
@@ -131,6 +132,7 @@ class PPOTrainer(Trainer):
             log_interval=log_interval,
             save_trainer_file=save_trainer_file,
             async_collection=False,
+            flush_denormals=flush_denormals,
         )
         self.num_epochs = num_epochs
         self.replay_buffer = replay_buffer

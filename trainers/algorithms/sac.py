@@ -72,6 +72,7 @@ class SACTrainer(Trainer):
         log_observations: bool = False,
         target_net_updater: Any | None = None,
         async_collection: bool = False,
+        flush_denormals: bool = True,
     ) -> None:
         if replay_buffer is None:
             raise ValueError("SACTrainer needs a replay_buffer")
@@ -96,6 +97,7 @@ class SACTrainer(Trainer):
             log_interval=log_interval,
             save_trainer_file=save_trainer_file,
             async_collection=async_collection,
+            flush_denormals=flush_denormals,
         )
         if async_collection and getattr(collector, "replay_buffer", None) is not replay_buffer:
             raise ValueError(

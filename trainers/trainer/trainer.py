@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from trainers import keys
 from trainers.trainer.checkpoint import backend_from_env, load_checkpoint, save_checkpoint
+from trainers.trainer.denormals import denormals_flushed
 from trainers.trainer.metrics import MetricAccumulator
 from trainers.trainer.seeding import rng_state, seed_everything, set_rng_state
 from trainers.trainer.stages import Stage, StageKind
@@ -81,6 +82,9 @@ class Trainer:
             ``CKPT_BACKEND=torchsnapshot``); None disables checkpointing.
         async_collection: the collector fills a replay buffer in the background (algorithm
             trainers use it to pick their hooks).
+        flush_denormals: ``train()`` flushes denormal floats to zero on its thread's CPU ops
+            (``torch.set_flush_denormal``; back to torch's default when it returns). Denormals
+            slow CPU arithmetic ~100x; they appear in Adam's moments of dead units.
 
     Examples:
         >>> trainer = Trainer(collector=collector, total_frames=10_000, frame_skip=1,
@@ -107,6 +111,7 @@ class Trainer:
         log_interval: int = 10000,
         save_trainer_file: str | Path | None = None,
         async_collection: bool = False,
+        flush_denormals: bool = True,
     ) -> None:
         _check_positive_int("total_frames", total_frames)
         _check_positive_int("frame_skip", frame_skip)
@@ -132,6 +137,7 @@ class Trainer:
         self.log_interval = log_interval
         self.save_trainer_file = Path(save_trainer_file) if save_trainer_file else None
         self.async_collection = async_collection
+        self.flush_denormals = flush_denormals
         self.state = TrainerState()
         self.logged: dict[str, float] = {}  # the values of the last logger write
         self._ops: dict[Stage, list[_Op]] = {stage: [] for stage in Stage}
@@ -197,7 +203,11 @@ class Trainer:
         self.state.stop_reason = None
         self._interrupted = False
         try:
-            with self._progress_bar(), self._graceful_interrupts():
+            with (
+                self._progress_bar(),
+                self._graceful_interrupts(),
+                denormals_flushed(self.flush_denormals),
+            ):
                 self._run(Stage.SETUP)
                 if self.state.frames < self.total_frames:
                     self._loop()
