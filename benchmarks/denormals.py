@@ -1,0 +1,118 @@
+"""What flushing denormals saves in SAC: an A/B on two copies of one warm training state.
+
+A ``SACTrainer`` (the speed benchmark's, ``speed.build_trainrl``) trains ``--frames`` frames
+with ``flush_denormals=False``, so its Adam moments hold the denormals that dead ReLU units
+leave. Its loss (networks and target networks) and optimizer are then copied twice; one copy
+continues with flush-to-zero, the other without, in alternating chunks of ``--chunk`` updates
+(the order reversed every other round), sampling from the same replay buffer. Prints the time
+per update and per Adam step of each, and the share of denormal Adam moments at the end.
+Run: ``python benchmarks/denormals.py [--env HalfCheetah-v5] [--rounds 10]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import SAC  # the benchmarks folder is not a package
+from speed import Case, build_trainrl
+
+from trainers.objectives import SoftUpdate
+
+
+@dataclass
+class Arm:
+    """One copy of the training state and its timings (ms per update, ms per Adam step)."""
+
+    flush: bool
+    loss: Any
+    optimizer: torch.optim.Optimizer
+    target_updater: SoftUpdate
+    update_ms: list[float] = field(default_factory=list)
+    adam_ms: list[float] = field(default_factory=list)
+
+
+def copy_arm(trainer: Any, flush: bool, lr: float, tau: float) -> Arm:
+    """A deep copy of the trainer's loss and optimizer state (no tensor shared)."""
+    loss = copy.deepcopy(trainer.loss_module)
+    optimizer = torch.optim.Adam(loss.parameters(), lr=lr, fused=True)
+    optimizer.load_state_dict(copy.deepcopy(trainer.optimizer.state_dict()))
+    return Arm(flush, loss, optimizer, SoftUpdate(loss, tau=tau))
+
+
+def run_chunk(arm: Arm, buffer: Any, updates: int) -> None:
+    """``updates`` SAC updates of ``arm`` with flushing set as the arm says."""
+    torch.set_flush_denormal(arm.flush)
+    adam = 0.0
+    start = time.perf_counter()
+    for _ in range(updates):
+        losses = arm.loss(buffer.sample())
+        (losses["loss_actor"] + losses["loss_qvalue"] + losses["loss_alpha"]).backward()
+        before_step = time.perf_counter()
+        arm.optimizer.step()
+        adam += time.perf_counter() - before_step
+        arm.optimizer.zero_grad()
+        arm.target_updater.step()
+    arm.update_ms.append((time.perf_counter() - start) / updates * 1e3)
+    arm.adam_ms.append(adam / updates * 1e3)
+    torch.set_flush_denormal(False)
+
+
+def denormal_share(optimizer: torch.optim.Optimizer) -> float:
+    """Fraction of the Adam moments that are denormal (non-zero, below float32's tiny)."""
+    tiny = torch.finfo(torch.float32).tiny
+    total = denormal = 0
+    for state in optimizer.state.values():
+        for name in ("exp_avg", "exp_avg_sq"):
+            moment = state[name]
+            total += moment.numel()
+            denormal += int(((moment != 0) & (moment.abs() < tiny)).sum())
+    return denormal / total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="HalfCheetah-v5")
+    parser.add_argument("--frames", type=int, default=2000, help="training frames before the A/B")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--chunk", type=int, default=100, help="updates per turn")
+    args = parser.parse_args()
+    if not torch.set_flush_denormal(True):
+        raise SystemExit("this CPU cannot flush denormals (torch.set_flush_denormal is False)")
+    torch.set_flush_denormal(False)
+    torch.set_num_threads(1)
+    settings = SAC
+    trainer, _ = build_trainrl(Case("trainrl", "sac", args.env, 1, args.frames), settings)
+    trainer.flush_denormals = False
+    trainer.train()
+    arms = [copy_arm(trainer, flush, settings.lr, settings.tau) for flush in (True, False)]
+    for round_index in range(args.rounds):
+        for arm in arms if round_index % 2 else arms[::-1]:
+            run_chunk(arm, trainer.replay_buffer, args.chunk)
+    print(f"{args.env}: SAC updates after {trainer.state.frames} frames, "
+          f"{args.rounds} rounds x {args.chunk} updates per copy, torch threads = 1\n")  # fmt: skip
+    print("| flush denormals | ms per update (median) | ms per Adam step (median) | "
+          "denormal Adam moments at the end |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: |")
+    for arm in arms:
+        print(
+            f"| {arm.flush} | {statistics.median(arm.update_ms):.2f} | "
+            f"{statistics.median(arm.adam_ms):.2f} | {denormal_share(arm.optimizer):.1%} |"
+        )
+    flushed, kept = arms
+    ratio = statistics.median(kept.update_ms) / statistics.median(flushed.update_ms)
+    print(f"\nupdates with denormals kept take {ratio:.2f}x the time of flushed ones")
+
+
+if __name__ == "__main__":
+    main()
