@@ -1,8 +1,8 @@
 """What flushing denormals saves in SAC: an A/B on two copies of one warm training state.
 
-A ``SACTrainer`` (the speed benchmark's, ``speed.build_trainrl``) trains ``--frames`` frames
-with ``flush_denormals=False``, so its Adam moments hold the denormals that dead ReLU units
-leave. Its loss (networks and target networks) and optimizer are then copied twice; one copy
+A ``SACTrainer`` (the speed benchmark's, ``speed.build_trainrl``) trains 1,000 random
+warm-up frames and then ``--frames`` frames with ``flush_denormals=False``, so its Adam moments
+hold the denormals that dead ReLU units leave. Its loss (networks and target networks) and optimizer are then copied twice; one copy
 continues with flush-to-zero, the other without, in alternating chunks of ``--chunk`` updates
 (the order reversed every other round), sampling from the same replay buffer. Prints the time
 per update and per Adam step of each, and the share of denormal Adam moments at the end.
@@ -83,7 +83,9 @@ def denormal_share(optimizer: torch.optim.Optimizer) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="HalfCheetah-v5")
-    parser.add_argument("--frames", type=int, default=2000, help="training frames before the A/B")
+    parser.add_argument(
+        "--frames", type=int, default=2000, help="frames trained after the warm-up, before the A/B"
+    )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--chunk", type=int, default=100, help="updates per turn")
     args = parser.parse_args()

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.trainer.toy import LinearLoss, ToyCollector
-from trainers import Trainer
+from tests.trainer.toy import make_toy_trainer
 from trainers.trainer.denormals import denormals_flushed
 
 DENORMAL = 1e-39  # below float32's smallest normal number, 1.18e-38
@@ -46,15 +45,7 @@ def test_the_default_is_restored_when_the_block_raises(flushing_supported):
 
 @pytest.mark.parametrize("flush", [True, False])
 def test_train_flushes_denormals_in_its_hooks_only_when_asked(flushing_supported, flush):
-    trainer = Trainer(
-        collector=ToyCollector(),
-        total_frames=32,
-        frame_skip=1,
-        optim_steps_per_batch=1,
-        loss_module=LinearLoss(),
-        progress_bar=False,
-        flush_denormals=flush,
-    )
+    trainer = make_toy_trainer(total_frames=32, flush_denormals=flush)
     seen: list[float] = []
     trainer.register_op("post_optim", lambda: seen.append(_product_with_denormal()))
     trainer.train()
