@@ -24,7 +24,12 @@ class PPOLossConfig:
 
 @dataclass(kw_only=True)
 class SACLossConfig:
-    """SAC with twin Q networks and automatic entropy temperature."""
+    """SAC with twin Q networks and automatic entropy temperature.
+
+    ``fused``: compute the losses' gradients with SAC's hand-derived backward pass
+    (``trainers.objectives.sac_fused``) where the networks are MLPs with ReLU or tanh, as the SAC
+    configs build them: the same values and gradients as autograd, in fewer operations.
+    """
 
     _target_: str = "trainers.objectives.SACLoss"
     _partial_: bool = True
@@ -34,6 +39,7 @@ class SACLossConfig:
     fixed_alpha: bool = False
     target_entropy: str = "auto"  # "auto" = -action_dim, or a number as a string
     loss_function: str = checked("l2", one_of("l2", "smooth_l1"))
+    fused: bool = True
 
 
 @dataclass(kw_only=True)

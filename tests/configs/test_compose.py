@@ -98,6 +98,8 @@ def test_sac_config_instantiates_with_published_defaults(tmp_path, monkeypatch):
     assert cfg.target_net_updater.tau == 0.005
     assert trainer.optimizer.defaults["lr"] == 3e-4
     assert trainer.flush_denormals  # on by default (README: denormals)
+    loss = trainer.loss_module
+    assert loss.fused_path is not None, loss.fused_unsupported  # the default networks fuse
     hidden = [
         m.out_features
         for m in trainer.loss_module.actor_network.network
@@ -120,6 +122,21 @@ def test_every_group_option_composes(tmp_path, monkeypatch):
         _compose("sac", "target_net_updater=hard").target_net_updater.value_network_update_interval
         == 1000
     )
+
+
+def test_sac_fused_losses_can_be_switched_off(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = _compose("sac", "loss.fused=false", "trainer.progress_bar=false")
+    trainer = instantiate(cfg.trainer)
+    loss = trainer.loss_module
+    assert loss.fused_path is None and loss.fused_unsupported == "fused=False"
+    trainer.collector.shutdown()
+    cfg = _compose(
+        "sac", "networks.policy_network.activation_class=elu", "trainer.progress_bar=false"
+    )
+    trainer = instantiate(cfg.trainer)
+    assert "ReLU or Tanh" in trainer.loss_module.fused_unsupported
+    trainer.collector.shutdown()
 
 
 def test_flush_denormals_can_be_switched_off(tmp_path, monkeypatch):

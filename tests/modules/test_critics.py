@@ -14,6 +14,7 @@ from trainers.modules import (
     QValueNetwork,
     ValueOperator,
 )
+from trainers.modules.critics import ensemble_linear
 
 
 def _member_as_mlp(ensemble: EnsembleMLP, i: int, sizes: list[int]) -> MLP:
@@ -76,3 +77,21 @@ def test_value_operator_and_qvalue_network_write_their_keys():
     )
     ValueOperator(v_net, out_key="other")(td)
     assert "other" in td.keys()
+
+
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_ensemble_linear_equals_batched_product(outputs):
+    """A one-output layer is computed elementwise; values and gradients are baddbmm's."""
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 9, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, 5, outputs, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(2, 1, outputs, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(2, 9, outputs, dtype=torch.float64)
+    results = []
+    for layer in (ensemble_linear, torch.baddbmm):
+        out = (
+            layer(hidden, weight, bias) if layer is ensemble_linear else layer(bias, hidden, weight)
+        )
+        results.append((out, *torch.autograd.grad(out, (hidden, weight, bias), grad)))
+    for got, expected in zip(*results, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 from tensordict import TensorDict
-from torch import nn
 
 from trainers.keys import (
     ACTION,
@@ -24,11 +23,12 @@ GAMMA, ALPHA = 0.9, 0.5
 Q_WEIGHTS = [(1.0, 2.0, 0.0), (0.5, -1.0, 1.0)]
 
 
-def _hand_example():
-    actor = TanhNormalActor(nn.Linear(1, 2), low=-torch.ones(1), high=torch.ones(1))
+def _hand_example(fused: bool = True):
+    """One linear actor layer and linear critics; ``fused`` picks SACLoss's path."""
+    actor = TanhNormalActor(MLP(1, 2, num_cells=[]), low=-torch.ones(1), high=torch.ones(1))
     with torch.no_grad():
-        actor.network.weight.copy_(torch.tensor([[0.5], [0.0]]))  # loc = s / 2, scale = 1
-        actor.network.bias.zero_()
+        actor.network[0].weight.copy_(torch.tensor([[0.5], [0.0]]))  # loc = s / 2, scale = 1
+        actor.network[0].bias.zero_()
     qvalue = EnsembleQValueNetwork(1, 1, num_cells=[])
     with torch.no_grad():
         for i, (ws, wa, b) in enumerate(Q_WEIGHTS):
@@ -44,7 +44,8 @@ def _hand_example():
         },
         batch_size=[2],
     )
-    loss = SACLoss(actor, qvalue, gamma=GAMMA, alpha_init=ALPHA, fixed_alpha=True)
+    loss = SACLoss(actor, qvalue, gamma=GAMMA, alpha_init=ALPHA, fixed_alpha=True, fused=fused)
+    assert (loss.fused_path is not None) == fused
     return loss, td
 
 
@@ -53,8 +54,9 @@ def _q(i, s, a):
     return ws * s + wa * a + b
 
 
-def test_target_value_and_qvalue_loss_on_a_hand_example():
-    loss, td = _hand_example()
+@pytest.mark.parametrize("fused", [True, False])
+def test_target_value_and_qvalue_loss_on_a_hand_example(fused):
+    loss, td = _hand_example(fused)
     torch.manual_seed(123)
     noise = torch.randn(2, 1)[:, 0].tolist()  # the loss's first draw: a' ~ pi(.|s')
     torch.manual_seed(123)
@@ -82,8 +84,9 @@ def test_target_value_and_qvalue_loss_on_a_hand_example():
     assert "log_alpha" not in dict(loss.named_parameters())
 
 
-def test_truncation_bootstraps():
-    loss, td = _hand_example()
+@pytest.mark.parametrize("fused", [True, False])
+def test_truncation_bootstraps(fused):
+    loss, td = _hand_example(fused)
     td[TERMINATED] = torch.tensor([[False], [False]])
     torch.manual_seed(0)
     bootstrapped = loss(td)["target_value_mean"]
@@ -92,8 +95,9 @@ def test_truncation_bootstraps():
     assert loss(td)["target_value_mean"] != bootstrapped
 
 
-def test_priority_weights_scale_the_qvalue_loss():
-    loss, td = _hand_example()
+@pytest.mark.parametrize("fused", [True, False])
+def test_priority_weights_scale_the_qvalue_loss(fused):
+    loss, td = _hand_example(fused)
     torch.manual_seed(0)
     plain = loss(td)
     per_sample_sum = plain["loss_qvalue"].item() * 2
@@ -106,6 +110,7 @@ def test_priority_weights_scale_the_qvalue_loss():
 
 
 def _random_setup(**kwargs):
+    """Tanh MLPs (SACLoss's fused path unless ``fused=False`` is passed) on a random batch."""
     torch.manual_seed(0)
     actor = TanhNormalActor(MLP(4, 4, [16]), low=-torch.ones(2), high=torch.ones(2))
     loss = SACLoss(actor, EnsembleQValueNetwork(4, 2, [16]), **kwargs)
@@ -122,8 +127,9 @@ def _random_setup(**kwargs):
     return loss, td
 
 
-def test_each_loss_reaches_only_its_own_parameters():
-    loss, td = _random_setup()
+@pytest.mark.parametrize("fused", [True, False])
+def test_each_loss_reaches_only_its_own_parameters(fused):
+    loss, td = _random_setup(fused=fused)
     out = loss(td)
     groups = {
         "actor": list(loss.actor_network.parameters()),
@@ -143,8 +149,9 @@ def test_each_loss_reaches_only_its_own_parameters():
     assert len(list(loss.parameters())) == len(groups["actor"]) + len(groups["qvalue"]) + 1
 
 
-def test_optimizer_step_moves_online_critics_only():
-    loss, td = _random_setup()
+@pytest.mark.parametrize("fused", [True, False])
+def test_optimizer_step_moves_online_critics_only(fused):
+    loss, td = _random_setup(fused=fused)
     optim = torch.optim.Adam(loss.parameters(), lr=1e-2)
     target_before = loss.target_qvalue_network.network.weights[0].clone()
     online_before = loss.qvalue_network.network.weights[0].detach().clone()
@@ -155,8 +162,9 @@ def test_optimizer_step_moves_online_critics_only():
     assert not torch.equal(loss.qvalue_network.network.weights[0], online_before)
 
 
-def test_alpha_loss_target_entropy_and_clamps():
-    loss, td = _random_setup(alpha_init=2.0)
+@pytest.mark.parametrize("fused", [True, False])
+def test_alpha_loss_target_entropy_and_clamps(fused):
+    loss, td = _random_setup(alpha_init=2.0, fused=fused)
     assert loss.target_entropy == -2.0  # auto: -action_dim
     torch.manual_seed(0)
     out = loss(td)

@@ -24,6 +24,7 @@ from trainers.objectives.common import (
     distance_loss,
     weighted_mean,
 )
+from trainers.objectives.sac_fused import FusedSAC, fused_sac_plan
 from trainers.objectives.value import td0_return_estimate
 
 
@@ -62,6 +63,12 @@ class SACLoss(LossModule):
     ``loss.state_dict()`` but not in ``loss.parameters()``; update it with ``SoftUpdate`` or
     ``HardUpdate``.
 
+    With ``fused=True`` (the default) and MLP networks with ReLU or tanh activations (what the
+    builders and configs make), the losses and their gradients come from
+    ``trainers.objectives.sac_fused``: the same values, random draws and gradients as autograd
+    (to float rounding) in fewer operations. ``loss.fused_path`` is that path, ``None`` when it
+    does not apply; ``loss.fused_unsupported`` then says why.
+
     Args:
         actor_network: a ``TanhNormalActor`` (anything with ``get_dist(td)`` returning a
             distribution with ``rsample_and_log_prob()``).
@@ -77,6 +84,7 @@ class SACLoss(LossModule):
         action_spec: the action spec, used for ``target_entropy="auto"`` (otherwise the actor's
             ``action_shape``).
         loss_function: ``"l2"`` or ``"smooth_l1"`` for the critics.
+        fused: use the hand-derived backward pass where the networks allow it.
 
     Examples:
         >>> import torch
@@ -112,6 +120,7 @@ class SACLoss(LossModule):
         max_alpha: float | None = None,
         action_spec: Any = None,
         loss_function: str = "l2",
+        fused: bool = True,
     ) -> None:
         super().__init__()
         check_loss_function("SACLoss", "loss_function", loss_function)
@@ -155,6 +164,13 @@ class SACLoss(LossModule):
             self.register_buffer("log_alpha", log_alpha)
         else:
             self.log_alpha = nn.Parameter(log_alpha)
+        plan = (
+            fused_sac_plan(actor_network, qvalue_network, self.target_qvalue_network)
+            if fused
+            else "fused=False"
+        )
+        self.fused_path: FusedSAC | None = None if isinstance(plan, str) else plan
+        self.fused_unsupported: str | None = plan if isinstance(plan, str) else None
 
     def _alpha(self) -> torch.Tensor:
         if self._log_alpha_min is not None or self._log_alpha_max is not None:
@@ -175,19 +191,16 @@ class SACLoss(LossModule):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         alpha = self._alpha()
-        observation = tensordict.get(OBSERVATION)
-
-        target = self._target_value(tensordict, alpha)
-        q = self.qvalue_network(observation, tensordict.get(ACTION))
-        per_sample = distance_loss(q, target.expand_as(q), self.loss_function).sum(0)
-        loss_qvalue = weighted_mean(per_sample, tensordict)
-        td_error = (q.detach() - target).abs().max(0).values.squeeze(-1)
+        fused = self.fused_path
+        if fused is not None and fused.active:
+            loss_actor, loss_qvalue, log_prob, q, target, td_error = fused(
+                tensordict, alpha, self.gamma, self.loss_function
+            )
+        else:
+            loss_actor, loss_qvalue, log_prob, q, target, td_error = self._autograd_losses(
+                tensordict, alpha
+            )
         tensordict.set(TD_ERROR, td_error)
-
-        action, log_prob = self.actor_network.get_dist(tensordict).rsample_and_log_prob()
-        q_pi = self.frozen(self.qvalue_network)(observation, action).min(0).values.squeeze(-1)
-        loss_actor = (alpha * log_prob - q_pi).mean()
-
         if self.fixed_alpha:
             loss_alpha = torch.zeros((), device=alpha.device)
         else:
@@ -205,3 +218,19 @@ class SACLoss(LossModule):
             },
             batch_size=[],
         )
+
+    def _autograd_losses(
+        self, tensordict: TensorDictBase, alpha: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """``(loss_actor, loss_qvalue, log_prob, q, target, td_error)`` through autograd."""
+        observation = tensordict.get(OBSERVATION)
+        target = self._target_value(tensordict, alpha)
+        q = self.qvalue_network(observation, tensordict.get(ACTION))
+        per_sample = distance_loss(q, target.expand_as(q), self.loss_function).sum(0)
+        loss_qvalue = weighted_mean(per_sample, tensordict)
+        td_error = (q.detach() - target).abs().max(0).values.squeeze(-1)
+
+        action, log_prob = self.actor_network.get_dist(tensordict).rsample_and_log_prob()
+        q_pi = self.frozen(self.qvalue_network)(observation, action).min(0).values.squeeze(-1)
+        loss_actor = (alpha * log_prob - q_pi).mean()
+        return loss_actor, loss_qvalue, log_prob, q, target, td_error

@@ -1,0 +1,199 @@
+"""SACLoss's fused path (hand-derived gradients) against its autograd path."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from trainers.keys import (
+    ACTION,
+    NEXT_OBSERVATION,
+    OBSERVATION,
+    PRIORITY_WEIGHT,
+    REWARD,
+    TD_ERROR,
+    TERMINATED,
+)
+from trainers.modules import MLP, EnsembleQValueNetwork, TanhNormalActor, compile_networks
+from trainers.objectives import SACLoss
+
+OBS, ACT = 5, 3
+
+
+def _pair(
+    activation: type[nn.Module] = nn.ReLU,
+    state_independent_scale: bool = False,
+    scale_mapping: str = "biased_softplus_1.0",
+    dtype: torch.dtype = torch.float64,
+    cells: tuple[int, ...] = (32, 16),
+    num_qvalue_nets: int = 2,
+    **loss_kwargs,
+) -> tuple[SACLoss, SACLoss]:
+    """Two copies of one SACLoss: the fused path, and the autograd path."""
+    torch.manual_seed(0)
+    outputs = ACT if state_independent_scale else 2 * ACT
+    actor = TanhNormalActor(
+        MLP(OBS, outputs, list(cells), activation_class=activation),
+        low=torch.tensor([-2.0, -1.0, 0.0]),
+        high=torch.tensor([1.0, 1.0, 3.0]),
+        state_independent_scale=state_independent_scale,
+        scale_mapping=scale_mapping,
+    )
+    if state_independent_scale:
+        with torch.no_grad():
+            actor.raw_scale.normal_()
+    critics = EnsembleQValueNetwork(
+        OBS, ACT, list(cells), num_qvalue_nets=num_qvalue_nets, activation_class=activation
+    )
+    fused = SACLoss(
+        actor, critics, num_qvalue_nets=num_qvalue_nets, alpha_init=0.7, **loss_kwargs
+    ).to(dtype)
+    assert fused.fused_path is not None, fused.fused_unsupported
+    autograd = copy.deepcopy(fused)
+    autograd.fused_path = None
+    return fused, autograd
+
+
+def _batch(shape: tuple[int, ...], dtype: torch.dtype = torch.float64) -> TensorDict:
+    td = TensorDict(
+        {
+            OBSERVATION: torch.randn(*shape, OBS),
+            ACTION: torch.rand(*shape, ACT) * 2 - 1,
+            NEXT_OBSERVATION: torch.randn(*shape, OBS),
+            REWARD: torch.randn(*shape, 1),
+        },
+        batch_size=shape,
+    ).to(dtype)
+    td[TERMINATED] = torch.rand(*shape, 1) < 0.3
+    return td
+
+
+def _run(loss: SACLoss, td: TensorDict, seed: int = 1) -> tuple[TensorDict, torch.Tensor, dict]:
+    """The loss output, the td_error it wrote and the gradients of the summed losses."""
+    torch.manual_seed(seed)
+    td = td.clone()
+    out = loss(td)
+    (out["loss_actor"] + out["loss_qvalue"] + out["loss_alpha"]).backward()
+    grads = {name: p.grad for name, p in loss.named_parameters()}
+    return out, td[TD_ERROR], grads
+
+
+def _assert_same(fused: SACLoss, autograd: SACLoss, td: TensorDict, rtol: float, atol: float):
+    out_f, td_error_f, grads_f = _run(fused, td)
+    after_fused = torch.randn(4)
+    out_a, td_error_a, grads_a = _run(autograd, td)
+    torch.testing.assert_close(after_fused, torch.randn(4), rtol=0, atol=0)  # same draws
+    for key in out_a.keys():
+        torch.testing.assert_close(out_f[key], out_a[key], rtol=rtol, atol=atol, msg=key)
+    torch.testing.assert_close(td_error_f, td_error_a, rtol=rtol, atol=atol)
+    assert grads_f.keys() == grads_a.keys()
+    for name, grad in grads_a.items():
+        assert grad is not None and grad.abs().sum() > 0, name
+        torch.testing.assert_close(grads_f[name], grad, rtol=rtol, atol=atol, msg=name)
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.Tanh])
+@pytest.mark.parametrize("scale_mapping", ["biased_softplus_1.0", "softplus", "exp"])
+@pytest.mark.parametrize("state_independent_scale", [False, True])
+def test_fused_losses_and_gradients_equal_autograd(
+    activation, scale_mapping, state_independent_scale
+):
+    fused, autograd = _pair(activation, state_independent_scale, scale_mapping)
+    _assert_same(fused, autograd, _batch((64,)), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "loss_kwargs",
+    [{"loss_function": "smooth_l1"}, {"fixed_alpha": True}, {"gamma": 1.0}, {"num_qvalue_nets": 3}],
+)
+def test_fused_equals_autograd_across_loss_settings(loss_kwargs):
+    fused, autograd = _pair(**loss_kwargs)
+    td = _batch((64,))
+    td[REWARD] = td[REWARD] * 5  # residuals beyond smooth_l1's quadratic zone
+    _assert_same(fused, autograd, td, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_handles_priority_weights_and_batch_dims():
+    fused, autograd = _pair()
+    td = _batch((4, 16))
+    td[PRIORITY_WEIGHT] = torch.rand(4, 16, dtype=torch.float64)
+    _assert_same(fused, autograd, td, rtol=1e-10, atol=1e-12)
+    assert fused(td.clone())["loss_qvalue"].shape == ()
+
+
+def test_fused_float32_at_the_published_sizes():
+    """HalfCheetah's sizes: 17 observations, 6 actions, 256x256 networks, batch 256."""
+    torch.manual_seed(0)
+    actor = TanhNormalActor(
+        MLP(17, 12, [256, 256], activation_class=nn.ReLU), low=-torch.ones(6), high=torch.ones(6)
+    )
+    fused = SACLoss(actor, EnsembleQValueNetwork(17, 6, [256, 256]))
+    autograd = copy.deepcopy(fused)
+    autograd.fused_path = None
+    td = TensorDict(
+        {
+            OBSERVATION: torch.randn(256, 17),
+            ACTION: torch.rand(256, 6) * 2 - 1,
+            NEXT_OBSERVATION: torch.randn(256, 17),
+            REWARD: torch.randn(256, 1),
+            TERMINATED: torch.rand(256, 1) < 0.05,
+        },
+        batch_size=[256],
+    )
+    _assert_same(fused, autograd, td, rtol=2e-4, atol=2e-6)
+
+
+def test_exp_scale_clamped_at_its_lower_bound_gets_no_gradient():
+    fused, autograd = _pair(scale_mapping="exp", state_independent_scale=True)
+    for loss in (fused, autograd):
+        with torch.no_grad():
+            loss.actor_network.raw_scale[0] = -30.0  # exp(-30) < scale_lb: clamped
+    _assert_same(fused, autograd, _batch((32,)), rtol=1e-10, atol=1e-12)
+    _, _, grads = _run(fused, _batch((32,)))
+    assert grads["actor_network.raw_scale"][0] == 0
+
+
+def test_each_loss_backpropagates_alone_into_its_own_parameters():
+    """Separate optimizers (OptimizerHook groups) differentiate each loss on its own."""
+    fused, autograd = _pair()
+    td = _batch((32,))
+    results = []
+    for loss in (fused, autograd):
+        torch.manual_seed(3)
+        out = loss(td.clone())
+        critic = list(loss.qvalue_network.parameters())
+        actor = list(loss.actor_network.parameters())
+        grads = torch.autograd.grad(out["loss_qvalue"], critic, retain_graph=True)
+        grads += torch.autograd.grad(out["loss_actor"], actor)
+        results.append(grads)
+    for got, expected in zip(*results, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_unsupported_networks_run_the_autograd_path():
+    actor = TanhNormalActor(nn.Linear(OBS, 2 * ACT), low=-torch.ones(ACT), high=torch.ones(ACT))
+    loss = SACLoss(actor, EnsembleQValueNetwork(OBS, ACT, [8]))
+    assert loss.fused_path is None
+    assert "not an uncompiled MLP" in loss.fused_unsupported
+    elu = TanhNormalActor(
+        MLP(OBS, 2 * ACT, [8], activation_class=nn.ELU), low=-torch.ones(ACT), high=torch.ones(ACT)
+    )
+    assert "ReLU or Tanh" in SACLoss(elu, EnsembleQValueNetwork(OBS, ACT, [8])).fused_unsupported
+    relu = TanhNormalActor(MLP(OBS, 2 * ACT, [8]), low=-torch.ones(ACT), high=torch.ones(ACT))
+    gelu_critics = EnsembleQValueNetwork(OBS, ACT, [8], activation_class=nn.GELU)
+    assert "critics' activation" in SACLoss(relu, gelu_critics).fused_unsupported
+    off = SACLoss(relu, EnsembleQValueNetwork(OBS, ACT, [8]), fused=False)
+    assert off.fused_path is None and off.fused_unsupported == "fused=False"
+    out = loss(_batch((8,), torch.float32))
+    assert torch.isfinite(out["loss_actor"]) and torch.isfinite(out["loss_qvalue"])
+
+
+def test_compiled_networks_switch_the_fused_path_off():
+    fused, _ = _pair()
+    assert fused.fused_path.active
+    compile_networks(fused.qvalue_network)
+    assert not fused.fused_path.active  # SACLoss.forward takes the autograd path then
