@@ -31,6 +31,7 @@ def _pair(
     dtype: torch.dtype = torch.float64,
     cells: tuple[int, ...] = (32, 16),
     num_qvalue_nets: int = 2,
+    critic_activation: type[nn.Module] | None = None,
     **loss_kwargs,
 ) -> tuple[SACLoss, SACLoss]:
     """Two copies of one SACLoss: the fused path, and the autograd path."""
@@ -47,7 +48,11 @@ def _pair(
         with torch.no_grad():
             actor.raw_scale.normal_()
     critics = EnsembleQValueNetwork(
-        OBS, ACT, list(cells), num_qvalue_nets=num_qvalue_nets, activation_class=activation
+        OBS,
+        ACT,
+        list(cells),
+        num_qvalue_nets=num_qvalue_nets,
+        activation_class=critic_activation or activation,
     )
     fused = SACLoss(
         actor, critics, num_qvalue_nets=num_qvalue_nets, alpha_init=0.7, **loss_kwargs
@@ -82,10 +87,16 @@ def _run(loss: SACLoss, td: TensorDict, seed: int = 1) -> tuple[TensorDict, torc
     return out, td[TD_ERROR], grads
 
 
+def _ran_fused(out: TensorDict) -> bool:
+    """Whether the losses came from the fused path's autograd function."""
+    return "_SACLosses" in out["loss_actor"].grad_fn.name()
+
+
 def _assert_same(fused: SACLoss, autograd: SACLoss, td: TensorDict, rtol: float, atol: float):
     out_f, td_error_f, grads_f = _run(fused, td)
     after_fused = torch.randn(4)
     out_a, td_error_a, grads_a = _run(autograd, td)
+    assert _ran_fused(out_f) and not _ran_fused(out_a)
     torch.testing.assert_close(after_fused, torch.randn(4), rtol=0, atol=0)  # same draws
     for key in out_a.keys():
         torch.testing.assert_close(out_f[key], out_a[key], rtol=rtol, atol=atol, msg=key)
@@ -111,7 +122,8 @@ def test_fused_losses_and_gradients_equal_autograd(
     [{"loss_function": "smooth_l1"}, {"fixed_alpha": True}, {"gamma": 1.0}, {"num_qvalue_nets": 3}],
 )
 def test_fused_equals_autograd_across_loss_settings(loss_kwargs):
-    fused, autograd = _pair(**loss_kwargs)
+    """Loss settings, and actor and critics with different activations."""
+    fused, autograd = _pair(critic_activation=nn.Tanh, **loss_kwargs)
     td = _batch((64,))
     td[REWARD] = td[REWARD] * 5  # residuals beyond smooth_l1's quadratic zone
     _assert_same(fused, autograd, td, rtol=1e-10, atol=1e-12)
@@ -155,30 +167,105 @@ def test_exp_scale_clamped_at_its_lower_bound_gets_no_gradient():
     _assert_same(fused, autograd, _batch((32,)), rtol=1e-10, atol=1e-12)
     _, _, grads = _run(fused, _batch((32,)))
     assert grads["actor_network.raw_scale"][0] == 0
+    # Per-sample scales (a network output): the first action dimension clamped everywhere.
+    fused, autograd = _pair(scale_mapping="exp")
+    for loss in (fused, autograd):
+        with torch.no_grad():
+            loss.actor_network.network[-1].bias[ACT] = -30.0
+    _assert_same(fused, autograd, _batch((32,)), rtol=1e-10, atol=1e-12)
 
 
-def test_each_loss_backpropagates_alone_into_its_own_parameters():
-    """Separate optimizers (OptimizerHook groups) differentiate each loss on its own."""
-    fused, autograd = _pair()
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"loss_function": "smooth_l1", "state_independent_scale": True}],
+)
+def test_each_loss_backpropagates_alone_into_its_own_parameters(settings):
+    """As an OptimizerHook group does (one backward per optimizer, ``inputs=``), and as two
+    plain ``backward()`` calls without ``retain_graph`` do."""
+    fused, autograd = _pair(**settings)
     td = _batch((32,))
+    td[PRIORITY_WEIGHT] = torch.rand(32, dtype=torch.float64)
     results = []
     for loss in (fused, autograd):
         torch.manual_seed(3)
         out = loss(td.clone())
         critic = list(loss.qvalue_network.parameters())
-        actor = list(loss.actor_network.parameters())
-        grads = torch.autograd.grad(out["loss_qvalue"], critic, retain_graph=True)
-        grads += torch.autograd.grad(out["loss_actor"], actor)
-        results.append(grads)
+        actor = [*loss.actor_network.parameters(), loss.log_alpha]
+        torch.autograd.backward(out["loss_qvalue"], inputs=critic, retain_graph=True)
+        torch.autograd.backward(out["loss_actor"] + out["loss_alpha"], inputs=actor)
+        grouped = [p.grad.clone() for p in [*critic, *actor]]
+        loss.zero_grad()
+        torch.manual_seed(3)
+        out = loss(td.clone())
+        out["loss_qvalue"].backward()
+        out["loss_actor"].backward()
+        results.append((grouped, [p.grad for p in [*critic, *actor[:-1]]]))
     for got, expected in zip(*results, strict=True):
-        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+        for g, e in zip(got, expected, strict=True):
+            torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
+
+
+def test_a_parameter_changed_before_backward_is_an_error():
+    fused, _ = _pair()
+    out = fused(_batch((8,)))
+    with torch.no_grad():
+        fused.qvalue_network.network.weights[1].add_(1.0)  # as an optimizer step would
+    with pytest.raises(RuntimeError, match="modified in place"):
+        out["loss_actor"].backward()
+
+
+def test_inputs_that_require_grad_and_replaced_networks_take_the_autograd_path():
+    fused, autograd = _pair()
+    td = _batch((16,))
+    encoder = nn.Linear(OBS, OBS).double()
+    td[OBSERVATION] = encoder(td[OBSERVATION])  # an encoder trained through the losses
+    out = fused(td)
+    assert not _ran_fused(out)
+    (out["loss_actor"] + out["loss_qvalue"]).backward()
+    assert encoder.weight.grad.abs().sum() > 0
+    fused.actor_network = autograd.actor_network  # no longer the networks it was built for
+    assert not _ran_fused(fused(_batch((16,))))
+
+
+def test_actor_with_several_input_keys():
+    torch.manual_seed(0)
+    actor = TanhNormalActor(
+        MLP(OBS + 2, 2 * ACT, [16], activation_class=nn.ReLU),
+        low=-torch.ones(ACT),
+        high=torch.ones(ACT),
+        in_keys=[OBSERVATION, "extra"],
+    )
+    fused = SACLoss(actor, EnsembleQValueNetwork(OBS, ACT, [16])).double()
+    autograd = copy.deepcopy(fused)
+    autograd.fused_path = None
+    td = _batch((16,))
+    td["extra"] = torch.randn(16, 2, dtype=torch.float64)
+    td["next", "extra"] = torch.randn(16, 2, dtype=torch.float64)
+    _assert_same(fused, autograd, td, rtol=1e-10, atol=1e-12)
+
+
+def _reason(network: nn.Module, critics: nn.Module | None = None) -> str | None:
+    actor = TanhNormalActor(network, low=-torch.ones(ACT), high=torch.ones(ACT))
+    return SACLoss(actor, critics or EnsembleQValueNetwork(OBS, ACT, [8])).fused_unsupported
+
+
+def test_networks_the_fused_path_does_not_cover_are_named():
+    assert "not an MLP" in _reason(nn.Linear(OBS, 2 * ACT))
+    assert "ReLU or Tanh" in _reason(MLP(OBS, 2 * ACT, [8], activate_last_layer=True))
+    assert "weight and bias" in _reason(MLP(OBS, 2 * ACT, [8], bias_last_layer=False))
+    assert "6 flat outputs" in _reason(MLP(OBS, 5, [8]))
+    hooked = MLP(OBS, 2 * ACT, [8])
+    hooked[0].register_forward_hook(lambda *args: None)
+    assert "hooks" in _reason(hooked)
+    compiled = MLP(OBS, 2 * ACT, [8])
+    compile_networks(compiled)
+    assert "compiled" in _reason(compiled)
 
 
 def test_unsupported_networks_run_the_autograd_path():
     actor = TanhNormalActor(nn.Linear(OBS, 2 * ACT), low=-torch.ones(ACT), high=torch.ones(ACT))
     loss = SACLoss(actor, EnsembleQValueNetwork(OBS, ACT, [8]))
     assert loss.fused_path is None
-    assert "not an uncompiled MLP" in loss.fused_unsupported
     elu = TanhNormalActor(
         MLP(OBS, 2 * ACT, [8], activation_class=nn.ELU), low=-torch.ones(ACT), high=torch.ones(ACT)
     )
@@ -189,11 +276,13 @@ def test_unsupported_networks_run_the_autograd_path():
     off = SACLoss(relu, EnsembleQValueNetwork(OBS, ACT, [8]), fused=False)
     assert off.fused_path is None and off.fused_unsupported == "fused=False"
     out = loss(_batch((8,), torch.float32))
+    assert not _ran_fused(out)
     assert torch.isfinite(out["loss_actor"]) and torch.isfinite(out["loss_qvalue"])
 
 
-def test_compiled_networks_switch_the_fused_path_off():
+def test_networks_compiled_after_construction_switch_the_fused_path_off():
     fused, _ = _pair()
-    assert fused.fused_path.active
+    path = fused.fused_path
+    assert path.serves(fused.actor_network, fused.qvalue_network)
     compile_networks(fused.qvalue_network)
-    assert not fused.fused_path.active  # SACLoss.forward takes the autograd path then
+    assert not path.serves(fused.actor_network, fused.qvalue_network)

@@ -179,10 +179,26 @@ class TanhNormalActor(TensorDictModuleBase):
     def action_shape(self) -> torch.Size:
         return self.low.shape
 
-    def _map_scale(self, raw: torch.Tensor) -> torch.Tensor:
+    @property
+    def squash_constants(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(center, half_range, log_const)`` of the bounds (``tanh_bounds_constants``)."""
+        return self._center, self._half_range, self._log_const
+
+    def map_scale(self, raw: torch.Tensor) -> torch.Tensor:
+        """The scale from its raw value (a network output or ``raw_scale``): ``scale_mapping``."""
         if self._scale_kind == "exp":
             return torch.clamp_min(raw.exp(), self._scale_lb)
         return F.softplus(raw + self._scale_bias).add_(self._scale_lb)
+
+    def map_scale_backward(
+        self, grad: torch.Tensor, raw: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
+        """The gradient with respect to ``raw`` of ``scale = map_scale(raw)``, given ``grad``
+        with respect to ``scale``: autograd's arithmetic, for hand-written backward passes."""
+        if self._scale_kind == "exp":
+            # clamp_min passes the gradient where exp(raw) >= scale_lb; there scale == exp(raw)
+            return grad * scale * (raw.exp() >= self._scale_lb)
+        return torch.ops.aten.softplus_backward(grad, raw + self._scale_bias, 1.0, 20.0)
 
     def loc_scale(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The pre-tanh normal's loc and scale for a network input."""
@@ -197,9 +213,9 @@ class TanhNormalActor(TensorDictModuleBase):
             )
         if self.raw_scale is None:
             loc, raw = out.chunk(2, dim=-1)
-            return loc, self._map_scale(raw)
+            return loc, self.map_scale(raw)
         # Mapped once per action dimension, then broadcast over the batch.
-        return out, self._map_scale(self.raw_scale).expand_as(out)
+        return out, self.map_scale(self.raw_scale).expand_as(out)
 
     def get_dist(self, tensordict: TensorDictBase) -> TanhNormal:
         """The action distribution at ``tensordict``'s observations (with gradients)."""
@@ -209,8 +225,7 @@ class TanhNormalActor(TensorDictModuleBase):
         """The action distribution from an output of ``network`` (computed elsewhere, e.g.
         together with the critic's by ``batched_outputs``)."""
         loc, scale = self._loc_scale(out)
-        constants = (self._center, self._half_range, self._log_const)
-        return TanhNormal(loc, scale, self.low, self.high, constants=constants)
+        return TanhNormal(loc, scale, self.low, self.high, constants=self.squash_constants)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         self.act(tensordict)

@@ -67,7 +67,10 @@ class SACLoss(LossModule):
     builders and configs make), the losses and their gradients come from
     ``trainers.objectives.sac_fused``: the same values, random draws and gradients as autograd
     (to float rounding) in fewer operations. ``loss.fused_path`` is that path, ``None`` when it
-    does not apply; ``loss.fused_unsupported`` then says why.
+    does not apply; ``loss.fused_unsupported`` then says why. Batches whose inputs require a
+    gradient, networks replaced or compiled after construction, and second-order gradients need
+    the autograd path: the first two fall back to it by themselves, the last needs
+    ``fused=False``.
 
     Args:
         actor_network: a ``TanhNormalActor`` (anything with ``get_dist(td)`` returning a
@@ -192,14 +195,12 @@ class SACLoss(LossModule):
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         alpha = self._alpha()
         fused = self.fused_path
-        if fused is not None and fused.active:
-            loss_actor, loss_qvalue, log_prob, q, target, td_error = fused(
-                tensordict, alpha, self.gamma, self.loss_function
-            )
-        else:
-            loss_actor, loss_qvalue, log_prob, q, target, td_error = self._autograd_losses(
-                tensordict, alpha
-            )
+        losses = None
+        if fused is not None and fused.serves(self.actor_network, self.qvalue_network):
+            losses = fused(tensordict, alpha, self.gamma, self.loss_function)
+        if losses is None:
+            losses = self._autograd_losses(tensordict, alpha)
+        loss_actor, loss_qvalue, log_prob, q, target, td_error = losses
         tensordict.set(TD_ERROR, td_error)
         if self.fixed_alpha:
             loss_alpha = torch.zeros((), device=alpha.device)

@@ -2,7 +2,8 @@
 
 ``SACLoss`` runs this path when its actor is a ``TanhNormalActor`` over an ``MLP`` of
 ``nn.Linear`` layers and its critics an ``EnsembleQValueNetwork``, each with ReLU or tanh
-between the layers (what the SAC configs build); otherwise it runs autograd's. Both paths compute
+between the layers and no module hooks (what the SAC configs build); otherwise, and when an input
+of the batch requires a gradient (an encoder upstream), it runs autograd's. Both paths compute
 the same losses from the same random draws, and the same gradients to float rounding (tested
 against autograd). What differs is the work:
 
@@ -15,21 +16,21 @@ against autograd). What differs is the work:
 * no autograd graph is recorded, activations run in place, and the saved activations are the
   forward pass's own tensors.
 
-On one CPU thread at the published sizes (256x256 networks, batch 256, HalfCheetah) this takes
-a forward plus backward pass from 9.5 to about 6.5 ms, most of the rest being the matrix
-products themselves (``docs/benchmarks.md``).
+Limits: no second-order gradients (``create_graph``) and no ``torch.func`` transforms through
+the losses (``SACLoss(fused=False)`` for those). The two losses may be backpropagated in
+separate calls; an in-place change of a parameter between the forward and a backward pass (an
+optimizer step) is an error, as it is for autograd.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tensordict import TensorDictBase
 from torch import nn
-from torch.autograd.function import once_differentiable
+from torch.autograd.function import FunctionCtx, once_differentiable
 
 from trainers.keys import (
     ACTION,
@@ -61,36 +62,59 @@ def _activation_backward(kind: str, grad: torch.Tensor, output: torch.Tensor) ->
     return torch.ops.aten.tanh_backward(grad, output)
 
 
-def _mlp_activation(network: nn.Module) -> tuple[list[nn.Linear], str] | str:
-    """The linear layers and the activation of a plain ``MLP``, or why it is not one."""
-    if type(network) is not MLP or getattr(network, "compiled", False):
-        return f"the actor network is a {type(network).__name__}, not an uncompiled MLP"
+def _hooked(module: nn.Module) -> bool:
+    """Whether a module or a submodule has hooks (the fused path never calls the modules)."""
+    return any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in module.modules()
+    )
+
+
+def _mlp_layers(actor: TanhNormalActor) -> tuple[list[nn.Linear], str] | str:
+    """The linear layers and the activation of the actor's MLP, or why it has none."""
+    network = actor.network
+    if type(network) is not MLP:
+        return f"the actor network is a {type(network).__name__}, not an MLP"
+    if network.compiled:
+        return "the actor network is compiled (networks.compile)"
     modules = list(network)
-    activations = modules[1::2]
-    linears = [m for m in modules[0::2] if type(m) is nn.Linear and m.bias is not None]
-    if len(linears) != len(modules[0::2]):
-        return "the actor MLP has layers other than nn.Linear with a bias"
-    kinds = {type(activation) for activation in activations}
-    if len(activations) != len(linears) - 1 or len(kinds) > 1 or not kinds <= set(_ACTIVATIONS):
+    linears = [
+        m
+        for m in modules[0::2]
+        if type(m) is nn.Linear and set(m._parameters) == {"weight", "bias"}
+    ]
+    if len(linears) != len(modules[0::2]) or any(m.bias is None for m in linears):
+        return "the actor MLP has layers other than nn.Linear with weight and bias"
+    kinds = {type(activation) for activation in modules[1::2]}
+    if len(modules) != 2 * len(linears) - 1 or len(kinds) > 1 or not kinds <= set(_ACTIVATIONS):
         return "the actor MLP's activations are not one of ReLU or Tanh between its layers"
-    if len(network.out_shape) != 1:
-        return "the actor MLP's output is not flat"
+    outputs = actor.low.numel() * (1 if actor.raw_scale is not None else 2)
+    if len(network.out_shape) != 1 or linears[-1].out_features != outputs:
+        return f"the actor MLP does not give {outputs} flat outputs"
+    if _hooked(network):
+        return "the actor network has module hooks"
+    # A single linear layer has no activation; any kind serves.
     return linears, _ACTIVATIONS[next(iter(kinds), nn.ReLU)]
 
 
-def fused_sac_plan(actor: Any, qvalue: Any, target_qvalue: Any) -> FusedSAC | str:
+def fused_sac_plan(actor: nn.Module, qvalue: nn.Module, target_qvalue: nn.Module) -> FusedSAC | str:
     """The fused path for these networks, or the reason it does not apply."""
     if type(actor) is not TanhNormalActor:
         return f"the actor is a {type(actor).__name__}, not a TanhNormalActor"
-    mlp = _mlp_activation(actor.network)
+    mlp = _mlp_layers(actor)
     if isinstance(mlp, str):
         return mlp
-    if type(qvalue) is not EnsembleQValueNetwork or type(qvalue.network) is not EnsembleMLP:
+    if not (
+        type(qvalue) is EnsembleQValueNetwork
+        and type(qvalue.network) is EnsembleMLP
+        and type(target_qvalue.network) is EnsembleMLP
+    ):
         return f"the critics are a {type(qvalue).__name__}, not an EnsembleQValueNetwork"
     critic_kind = _ACTIVATIONS.get(type(qvalue.network.activation))
     if critic_kind is None:
         return "the critics' activation is not ReLU or Tanh"
-    return FusedSAC(actor, mlp[0], mlp[1], qvalue.network, target_qvalue.network, critic_kind)
+    if _hooked(qvalue):
+        return "the critics have module hooks"
+    return FusedSAC(actor, mlp[0], mlp[1], qvalue, target_qvalue.network, critic_kind)
 
 
 @dataclass
@@ -110,20 +134,18 @@ class _Batch:
 class FusedSAC:
     """Computes ``SACLoss``'s actor and critic losses with a hand-written backward pass.
 
-    Called by ``SACLoss.forward``; returns ``(loss_actor, loss_qvalue, log_prob, q, target,
-    td_error)`` where the two losses carry gradients to the actor's and the critics' parameters
-    (one ``torch.autograd.Function``) and the rest is detached.
+    Built by ``fused_sac_plan`` for ``SACLoss`` (``loss.fused_path``); ``SACLoss.forward`` calls
+    it while it still serves the loss's networks.
 
     Examples:
         >>> import torch
-        >>> from tensordict import TensorDict
         >>> from trainers.modules import MLP, EnsembleQValueNetwork, TanhNormalActor
         >>> from trainers.objectives import SACLoss
         >>> actor = TanhNormalActor(MLP(3, 2, [8], activation_class=torch.nn.ReLU),
         ...                         low=-torch.ones(1), high=torch.ones(1))
         >>> loss = SACLoss(actor, EnsembleQValueNetwork(3, 1, [8]))
-        >>> type(loss.fused_path).__name__
-        'FusedSAC'
+        >>> type(loss.fused_path).__name__, loss.fused_path.actor_activation
+        ('FusedSAC', 'relu')
     """
 
     def __init__(
@@ -131,21 +153,26 @@ class FusedSAC:
         actor: TanhNormalActor,
         actor_layers: list[nn.Linear],
         actor_activation: str,
-        critic: EnsembleMLP,
+        qvalue: EnsembleQValueNetwork,
         target_critic: EnsembleMLP,
         critic_activation: str,
     ) -> None:
         self.actor = actor
         self.actor_layers = actor_layers
         self.actor_activation = actor_activation
-        self.critic = critic
+        self.qvalue = qvalue
+        self.critic: EnsembleMLP = qvalue.network
         self.target_critic = target_critic
         self.critic_activation = critic_activation
 
-    @property
-    def active(self) -> bool:
-        """False once ``networks.compile`` switched a network to compiled passes."""
-        return not (getattr(self.actor.network, "compiled", False) or self.critic.compiled)
+    def serves(self, actor: nn.Module, qvalue: nn.Module) -> bool:
+        """Whether these are still its networks, uncompiled (``networks.compile`` may have
+        switched them to compiled passes since)."""
+        return (
+            actor is self.actor
+            and qvalue is self.qvalue
+            and not (self.actor.network.compiled or self.critic.compiled)
+        )
 
     def parameters(self) -> list[torch.Tensor]:
         """The tensors that get gradients, in the order the autograd function takes them:
@@ -160,7 +187,10 @@ class FusedSAC:
 
     def __call__(
         self, tensordict: TensorDictBase, alpha: torch.Tensor, gamma: float, loss_function: str
-    ) -> tuple[torch.Tensor, ...]:
+    ) -> tuple[torch.Tensor, ...] | None:
+        """``(loss_actor, loss_qvalue, log_prob, q, target, td_error)``, the losses with their
+        gradients to the networks and the rest detached; ``None`` when an input of the batch
+        requires a gradient (autograd then carries it to whatever produced the input)."""
         next_td = tensordict.get(NEXT)
         observation = tensordict.get(OBSERVATION)
         batch_shape = observation.shape[:-1]
@@ -179,7 +209,10 @@ class FusedSAC:
             terminated=flat(tensordict.get(TERMINATED)),
             weight=None if weight is None else weight.reshape(-1, 1),
         )
-        settings = (self, batch, alpha, gamma, loss_function)
+        inputs = (batch.actor_input, batch.next_actor_input, batch.observation, batch.action)
+        if any(tensor.requires_grad for tensor in (*inputs, batch.next_observation)):
+            return None
+        settings = _Settings(self, batch, alpha, gamma, loss_function)
         loss_actor, loss_qvalue, log_prob, q, target, td_error = _SACLosses.apply(
             settings, *self.parameters()
         )
@@ -192,26 +225,48 @@ class FusedSAC:
             td_error.reshape(batch_shape),
         )
 
-    # Pieces of the forward and backward passes ----------------------------------------------
 
-    def loc_scale(
-        self, output: torch.Tensor, raw_scale: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(loc, scale, raw)`` from the actor MLP's output, as ``TanhNormalActor`` maps them."""
-        if raw_scale is None:
-            loc, raw = output.chunk(2, dim=-1)
-        else:
-            loc, raw = output, raw_scale
-        scale = self.actor._map_scale(raw)
-        return loc, scale.expand_as(loc), raw
+@dataclass
+class _Settings:
+    """The non-tensor arguments of one call of the autograd function."""
 
-    def scale_derivative(self, raw: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """``d scale / d raw`` of the actor's scale mapping (``scale`` given where it is known)."""
-        actor = self.actor
-        if actor._scale_kind == "exp":
-            # clamp_min's gradient flows where exp(raw) >= scale_lb; there scale == exp(raw)
-            return scale * (raw.exp() >= actor._scale_lb)
-        return torch.sigmoid(raw + actor._scale_bias)
+    fused: FusedSAC
+    batch: _Batch
+    alpha: torch.Tensor
+    gamma: float
+    loss_function: str
+
+
+@dataclass
+class _ActorPass:
+    """The actor on ``[s'; s]``: activations, sampled actions and their log-probabilities."""
+
+    inputs: torch.Tensor
+    hidden: list[torch.Tensor]
+    raw: torch.Tensor  # raw scale: network outputs [2B, d], or the parameter [d]
+    scale: torch.Tensor
+    noise: torch.Tensor
+    squashed: torch.Tensor  # tanh(pre-tanh sample)
+    action: torch.Tensor
+    log_prob: torch.Tensor
+
+
+@dataclass
+class _Saved:
+    """What the backward pass reads from the forward pass."""
+
+    settings: _Settings
+    params: tuple[torch.Tensor, ...]
+    versions: list[int]
+    actor: _ActorPass
+    critic_input: torch.Tensor  # [(s, a); (s, a~pi)]
+    critic_hidden: list[torch.Tensor]
+    error: torch.Tensor  # Q_i(s, a) - target, [members, B, 1]
+    q_pi_index: torch.Tensor  # the smaller critic at (s, a~pi), [B, 1]
+
+    @property
+    def size(self) -> int:
+        return self.critic_input.shape[0] // 2
 
 
 def _mlp_forward(
@@ -227,11 +282,12 @@ def _mlp_forward(
 
 
 def _ensemble_forward(
-    inputs: torch.Tensor, weights: Any, biases: Any, kind: str
+    inputs: torch.Tensor, network: EnsembleMLP, kind: str
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """``EnsembleMLP``'s forward pass from its stacked weights, keeping the hidden activations."""
+    """``EnsembleMLP``'s forward pass, keeping the hidden activations."""
+    weights, biases = network.weights, network.biases
     hidden: list[torch.Tensor] = []
-    h = inputs.expand(len(weights[0]), *inputs.shape)
+    h = inputs.expand(network.num_nets, *inputs.shape)
     last = len(weights) - 1
     for i in range(last):
         h = _activate_(kind, ensemble_linear(h, weights[i], biases[i]))
@@ -239,188 +295,218 @@ def _ensemble_forward(
     return hidden, ensemble_linear(h, weights[last], biases[last])
 
 
+def _actor_pass(fused: FusedSAC, batch: _Batch, raw_scale: torch.Tensor | None) -> _ActorPass:
+    """Samples ``a' ~ pi(.|s')`` and ``a ~ pi(.|s)`` from one pass of the actor."""
+    actor = fused.actor
+    inputs = torch.cat((batch.next_actor_input, batch.actor_input))
+    hidden, output = _mlp_forward(inputs, fused.actor_layers, fused.actor_activation)
+    if raw_scale is None:
+        loc, raw = output.chunk(2, dim=-1)
+    else:
+        loc, raw = output, raw_scale
+    scale = actor.map_scale(raw).expand_as(loc)
+    noise = torch.empty(loc.shape, dtype=loc.dtype, device=loc.device)
+    size = batch.observation.shape[0]
+    noise[:size].normal_()  # the autograd path's draws: s' first, then s
+    noise[size:].normal_()
+    pre_tanh = torch.addcmul(loc, scale, noise)
+    squashed = torch.tanh(pre_tanh)
+    center, half_range, log_const = actor.squash_constants
+    action = torch.addcmul(center, half_range, squashed)
+    log_prob = tanh_normal_log_prob_pre_tanh(pre_tanh, loc, scale, log_const)
+    return _ActorPass(inputs, hidden, raw, scale, noise, squashed, action, log_prob)
+
+
 class _SACLosses(torch.autograd.Function):
     """Forward: the SAC losses. Backward: their gradients, derived by hand (module docstring)."""
 
     @staticmethod
-    def forward(ctx: Any, settings: tuple[Any, ...], *params: torch.Tensor) -> Any:
-        fused, batch, alpha, gamma, loss_function = settings
+    def forward(ctx: FunctionCtx, settings: _Settings, *params: torch.Tensor) -> tuple:
+        fused, batch, alpha = settings.fused, settings.batch, settings.alpha
         ctx.set_materialize_grads(False)
         size = batch.observation.shape[0]
-        actor_params = len(fused.actor_layers) * 2
-        raw_scale = params[actor_params] if fused.actor.raw_scale is not None else None
-
-        # The actor on [s'; s]: s' for the target, s for the actor loss.
-        actor_input = torch.cat((batch.next_actor_input, batch.actor_input))
-        actor_hidden, output = _mlp_forward(actor_input, fused.actor_layers, fused.actor_activation)
-        loc, scale, raw = fused.loc_scale(output, raw_scale)
-        noise = torch.empty(loc.shape, dtype=loc.dtype, device=loc.device)
-        noise[:size].normal_()  # the autograd path's draws: s' first, then s
-        noise[size:].normal_()
-        pre_tanh = torch.addcmul(loc, scale, noise)
-        squashed = torch.tanh(pre_tanh)
-        actor = fused.actor
-        action = torch.addcmul(actor._center, actor._half_range, squashed)
-        log_prob = tanh_normal_log_prob_pre_tanh(pre_tanh, loc, scale, actor._log_const)
+        actor_count = len(fused.actor_layers) * 2
+        actor = _actor_pass(
+            fused, batch, params[actor_count] if fused.actor.raw_scale is not None else None
+        )
 
         # The target critics on (s', a'), the critics on [(s, a); (s, a~pi)].
-        target_input = torch.cat((batch.next_observation, action[:size]), dim=-1)
-        target_critic = fused.target_critic
-        _, next_q = _ensemble_forward(
-            target_input, target_critic.weights, target_critic.biases, fused.critic_activation
-        )
-        next_value = next_q.min(0).values - alpha * log_prob[:size].unsqueeze(-1)
-        target = td0_return_estimate(gamma, next_value, batch.reward, batch.terminated)
+        target_input = torch.cat((batch.next_observation, actor.action[:size]), dim=-1)
+        _, next_q = _ensemble_forward(target_input, fused.target_critic, fused.critic_activation)
+        next_value = next_q.min(0).values - alpha * actor.log_prob[:size].unsqueeze(-1)
+        target = td0_return_estimate(settings.gamma, next_value, batch.reward, batch.terminated)
         critic_input = torch.cat(
-            (batch.observation.repeat(2, 1), torch.cat((batch.action, action[size:]))), dim=-1
+            (batch.observation.repeat(2, 1), torch.cat((batch.action, actor.action[size:]))), dim=-1
         )
-        critic = fused.critic
         critic_hidden, q_all = _ensemble_forward(
-            critic_input, critic.weights, critic.biases, fused.critic_activation
+            critic_input, fused.critic, fused.critic_activation
         )
         q, q_pi = q_all[:, :size], q_all[:, size:]
 
         error = q - target
         per_sample = (
             error.square()
-            if loss_function == "l2"
+            if settings.loss_function == "l2"
             else F.smooth_l1_loss(q, target.expand_as(q), reduction="none")
         ).sum(0)
         weight = batch.weight
         loss_qvalue = per_sample.mean() if weight is None else (per_sample * weight).mean()
         td_error = error.abs().max(0).values.squeeze(-1)
         q_pi_min, q_pi_index = q_pi.min(0)
-        log_prob_pi = log_prob[size:]
-        loss_actor = (alpha * log_prob_pi - q_pi_min.squeeze(-1)).mean()
+        log_prob = actor.log_prob[size:]
+        loss_actor = (alpha * log_prob - q_pi_min.squeeze(-1)).mean()
 
-        ctx.save_for_backward(*params)
-        ctx.fused, ctx.size, ctx.alpha, ctx.weight = fused, size, alpha, weight
-        ctx.loss_function, ctx.error, ctx.q_pi_index = loss_function, error, q_pi_index
-        ctx.actor_input, ctx.actor_hidden, ctx.raw = actor_input, actor_hidden, raw
-        ctx.scale, ctx.noise, ctx.squashed = scale, noise, squashed
-        ctx.critic_input, ctx.critic_hidden = critic_input, critic_hidden
-        outputs = (log_prob_pi, q.detach(), target, td_error)
+        ctx.saved = _Saved(  # type: ignore[attr-defined]
+            settings,
+            params,
+            [p._version for p in params],
+            actor,
+            critic_input,
+            critic_hidden,
+            error,
+            q_pi_index,
+        )
+        outputs = (log_prob, q, target, td_error)
         ctx.mark_non_differentiable(*outputs)
         return loss_actor, loss_qvalue, *outputs
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_actor: Any, grad_qvalue: Any, *_: Any) -> Any:
-        params = ctx.saved_tensors
-        fused = ctx.fused
+    def backward(
+        ctx: FunctionCtx,
+        grad_actor: torch.Tensor | None,
+        grad_qvalue: torch.Tensor | None,
+        *_: object,
+    ) -> tuple:
+        saved: _Saved = ctx.saved  # type: ignore[attr-defined]
+        params = saved.params
+        if [p._version for p in params] != saved.versions:
+            raise RuntimeError(
+                "SACLoss (fused): a network parameter was modified in place between the losses' "
+                "forward and backward passes (an optimizer step?); compute the losses again "
+                "after the step, or backpropagate both before stepping."
+            )
+        fused = saved.settings.fused
         actor_count = len(fused.actor_layers) * 2 + (fused.actor.raw_scale is not None)
-        needs = ctx.needs_input_grad[1:]
-        actor_needed = grad_actor is not None and any(needs[:actor_count])
-        critic_needed = grad_qvalue is not None and any(needs[actor_count:])
+        needs = ctx.needs_input_grad[1:]  # type: ignore[attr-defined]
+        actor_grad = grad_actor if any(needs[:actor_count]) else None
+        critic_grad = grad_qvalue if any(needs[actor_count:]) else None
         grads: list[torch.Tensor | None] = [None] * len(params)
-        if not (critic_needed or actor_needed):
+        if actor_grad is None and critic_grad is None:
             return None, *grads
         critic_grads, action_grad = _critic_backward(
-            ctx,
-            params[actor_count:],
-            grad_actor if actor_needed else None,
-            grad_qvalue if critic_needed else None,
+            saved, params[actor_count:], actor_grad, critic_grad
         )
-        if critic_needed:
+        if critic_grads is not None:
             grads[actor_count:] = critic_grads
-        if action_grad is not None:
+        if action_grad is not None and actor_grad is not None:
             grads[:actor_count] = _actor_backward(
-                ctx, params[:actor_count], action_grad, grad_actor
+                saved, params[:actor_count], action_grad, actor_grad
             )
         return None, *grads
 
 
+def _critic_output_grads(
+    saved: _Saved, grad_actor: torch.Tensor | None, grad_qvalue: torch.Tensor | None
+) -> list[torch.Tensor]:
+    """The losses' gradients with respect to the critics' outputs: ``[members, B, 1]`` for the
+    critic loss's rows, then for the actor loss's rows, for each loss being differentiated."""
+    size, settings = saved.size, saved.settings
+    grads = []
+    if grad_qvalue is not None:  # d loss_qvalue / d Q_i(s, a)
+        error = saved.error
+        grad = 2.0 * error if settings.loss_function == "l2" else error.clamp(-1.0, 1.0)
+        scaled = grad_qvalue / size
+        weight = settings.batch.weight
+        grads.append(grad * (scaled if weight is None else weight * scaled))
+    if grad_actor is not None:  # d loss_actor / d Q_i(s, a~pi): -1/B on the smaller critic
+        index = saved.q_pi_index.unsqueeze(0)
+        members = torch.arange(saved.error.shape[0], device=index.device).view(-1, 1, 1)
+        grads.append((members == index) * (grad_actor / -size))
+    return grads
+
+
 def _critic_backward(
-    ctx: Any,
+    saved: _Saved,
     params: tuple[torch.Tensor, ...],
     grad_actor: torch.Tensor | None,
     grad_qvalue: torch.Tensor | None,
-) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-    """The critics' weight gradients (from the critic loss) and the actor loss's gradient with
-    respect to the policy's actions (through the critics, weights held fixed)."""
-    size, fused = ctx.size, ctx.fused
+) -> tuple[list[torch.Tensor] | None, torch.Tensor | None]:
+    """The critics' weight and bias gradients (of the critic loss; ``None`` without
+    ``grad_qvalue``), and the actor loss's gradient with respect to the policy's actions through
+    the critics, whose weights it holds fixed (``None`` without ``grad_actor``)."""
+    size, kind = saved.size, saved.settings.fused.critic_activation
     layers = len(params) // 2
     weights = params[:layers]
-    output_grads = []
-    if grad_qvalue is not None:  # d loss_qvalue / d Q_i(s, a)
-        error = ctx.error
-        grad = 2.0 * error if ctx.loss_function == "l2" else error.clamp(-1.0, 1.0)
-        scaled = grad_qvalue / size
-        output_grads.append(grad * (scaled if ctx.weight is None else ctx.weight * scaled))
-    if grad_actor is not None:  # d loss_actor / d Q_i(s, a~pi): -1/B on the smaller critic
-        index = ctx.q_pi_index.unsqueeze(0)
-        members = torch.arange(len(weights[0]), device=index.device).view(-1, 1, 1)
-        output_grads.append((members == index) * (grad_actor / -size))
-    # Rows of the stacked critic pass that this backward reads: [(s, a); (s, a~pi)] or one half.
+    output_grads = _critic_output_grads(saved, grad_actor, grad_qvalue)
+    # The rows of the stacked pass [(s, a); (s, a~pi)] that the differentiated losses read.
+    both = len(output_grads) == 2
     rows = (
-        slice(None)
-        if len(output_grads) == 2
-        else (slice(None, size) if grad_qvalue is not None else slice(size, None))
+        slice(None) if both else slice(None, size) if grad_qvalue is not None else slice(size, None)
     )
-    weight_rows = size if grad_qvalue is not None else 0
-    hidden = [h[:, rows] for h in ctx.critic_hidden]
-    inputs = ctx.critic_input[rows]
-    grad = output_grads[0] if len(output_grads) == 1 else torch.cat(output_grads, dim=1)
-    weight_grads: list[torch.Tensor] = [torch.empty(0)] * layers
-    bias_grads: list[torch.Tensor] = [torch.empty(0)] * layers
+    hidden = [h[:, rows] for h in saved.critic_hidden]
+    inputs = saved.critic_input[rows].expand(len(weights[0]), -1, -1)
+    grad = torch.cat(output_grads, dim=1) if both else output_grads[0]
+    weight_grads: list[torch.Tensor] = []
+    bias_grads: list[torch.Tensor] = []
     for i in reversed(range(layers)):
         one_output = weights[i].shape[-1] == 1  # elementwise, as ensemble_linear computes it
-        if weight_rows:
-            below = hidden[i - 1] if i > 0 else inputs.expand(len(weights[0]), *inputs.shape)
-            below, rows_grad = below[:, :weight_rows], grad[:, :weight_rows]
-            weight_grads[i] = (
+        if grad_qvalue is not None:  # weight gradients from the critic loss's rows only
+            below = (hidden[i - 1] if i > 0 else inputs)[:, :size]
+            rows_grad = grad[:, :size]
+            weight_grads.insert(
+                0,
                 (below * rows_grad).sum(1).unsqueeze(-1)
                 if one_output
-                else torch.bmm(below.transpose(1, 2), rows_grad)
+                else torch.bmm(below.transpose(1, 2), rows_grad),
             )
-            bias_grads[i] = rows_grad.sum(1, keepdim=True)
+            bias_grads.insert(0, rows_grad.sum(1, keepdim=True))
         if i > 0:
             weight_t = weights[i].transpose(1, 2)
             below_grad = grad * weight_t if one_output else torch.bmm(grad, weight_t)
-            grad = _activation_backward(fused.critic_activation, below_grad, hidden[i - 1])
+            grad = _activation_backward(kind, below_grad, hidden[i - 1])
     action_grad = None
     if grad_actor is not None:
-        observation_dim = inputs.shape[-1] - ctx.noise.shape[-1]
-        action_weights = weights[0][:, observation_dim:]  # [members, action_dim, hidden]
+        action_dim = saved.actor.noise.shape[-1]
+        action_weights = weights[0][:, -action_dim:]  # [members, action_dim, hidden]
         action_grad = torch.bmm(grad[:, -size:], action_weights.transpose(1, 2)).sum(0)
-    return [*weight_grads, *bias_grads], action_grad
+    critic_grads = [*weight_grads, *bias_grads] if grad_qvalue is not None else None
+    return critic_grads, action_grad
 
 
 def _actor_backward(
-    ctx: Any,
+    saved: _Saved,
     params: tuple[torch.Tensor, ...],
     action_grad: torch.Tensor,
     grad_actor: torch.Tensor,
 ) -> list[torch.Tensor]:
     """The actor's gradients of ``loss_actor = mean(alpha * log_prob - min_i Q_i(s, a~pi))``."""
-    size, fused = ctx.size, ctx.fused
+    size, fused, passed = saved.size, saved.settings.fused, saved.actor
     actor = fused.actor
-    squashed = ctx.squashed[size:]
+    squashed = passed.squashed[size:]
     # d log_prob / d pre_tanh = 2 tanh(pre_tanh) (the tanh correction; the normal's term moves
     # with the sample), d action / d pre_tanh = half_range * (1 - tanh^2).
-    log_prob_grad = ctx.alpha * (grad_actor / size)
+    log_prob_grad = saved.settings.alpha * (grad_actor / size)
+    _, half_range, _ = actor.squash_constants
     pre_tanh_grad = torch.addcmul(
         squashed * (2.0 * log_prob_grad),
-        action_grad * actor._half_range,
+        action_grad * half_range,
         torch.addcmul(torch.ones_like(squashed), squashed, squashed, value=-1.0),
     )
-    scale = ctx.scale[size:]
-    scale_grad = pre_tanh_grad * ctx.noise[size:] - log_prob_grad / scale
-    grads: list[torch.Tensor] = []
-    if actor.raw_scale is not None:
-        raw = ctx.raw
-        raw_grad = scale_grad.sum(0) * fused.scale_derivative(raw, actor._map_scale(raw))
+    scale = passed.scale[size:]
+    scale_grad = pre_tanh_grad * passed.noise[size:] - log_prob_grad / scale
+    if actor.raw_scale is not None:  # one raw scale per action dimension, shared by the rows
+        raw = passed.raw
+        raw_grad = actor.map_scale_backward(scale_grad.sum(0), raw, actor.map_scale(raw))
         output_grad = pre_tanh_grad
     else:
-        raw = ctx.raw[size:]
-        raw_grad = scale_grad * fused.scale_derivative(raw, scale)
+        raw_grad = actor.map_scale_backward(scale_grad, passed.raw[size:], scale)
         output_grad = torch.cat((pre_tanh_grad, raw_grad), dim=-1)
-    hidden = [h[size:] for h in ctx.actor_hidden]
-    inputs = ctx.actor_input[size:]
-    layers = len(fused.actor_layers)
+    hidden = [h[size:] for h in passed.hidden]
+    grads: list[torch.Tensor] = []
     grad = output_grad
-    for i in reversed(range(layers)):
-        below = hidden[i - 1] if i > 0 else inputs
+    for i in reversed(range(len(fused.actor_layers))):
+        below = hidden[i - 1] if i > 0 else passed.inputs[size:]
         grads[:0] = [torch.mm(grad.t(), below), grad.sum(0)]
         if i > 0:
             grad = _activation_backward(

@@ -1,12 +1,17 @@
-"""What flushing denormals saves in SAC: an A/B on two copies of one warm training state.
+"""A/B of one SAC speed setting on two copies of one warm training state.
 
-A ``SACTrainer`` (the speed benchmark's, ``speed.build_trainrl``) trains 1,000 random
-warm-up frames and then ``--frames`` frames with ``flush_denormals=False``, so its Adam moments
-hold the denormals that dead ReLU units leave. Its loss (networks and target networks) and optimizer are then copied twice; one copy
-continues with flush-to-zero, the other without, in alternating chunks of ``--chunk`` updates
-(the order reversed every other round), sampling from the same replay buffer. Prints the time
-per update and per Adam step of each, and the share of denormal Adam moments at the end.
-Run: ``python benchmarks/denormals.py [--env HalfCheetah-v5] [--rounds 10]``.
+``--compare denormals``: what flushing denormals saves (``trainer.flush_denormals``).
+``--compare fused``: what SAC's hand-derived backward pass saves (``loss.fused``), both arms
+flushing denormals.
+
+A ``SACTrainer`` (the speed benchmark's, ``speed.build_trainrl``) trains 1,000 random warm-up
+frames and then ``--frames`` frames with ``flush_denormals=False``, so its Adam moments hold the
+denormals that dead ReLU units leave. Its loss (networks and target networks) and optimizer are
+then copied twice; the copies continue, one with each value of the setting, in alternating chunks
+of ``--chunk`` updates (the order reversed every other round), sampling from the same replay
+buffer. Prints the time per update (loss, backward, Adam step, target update) and per Adam step
+of each, and the share of denormal Adam moments at the end.
+Run: ``python benchmarks/sac_ab.py --compare fused [--env HalfCheetah-v5] [--rounds 10]``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from trainers.objectives import SoftUpdate
 class Arm:
     """One copy of the training state and its timings (ms per update, ms per Adam step)."""
 
+    label: str
     flush: bool
     loss: Any
     optimizer: torch.optim.Optimizer
@@ -42,12 +48,14 @@ class Arm:
     adam_ms: list[float] = field(default_factory=list)
 
 
-def copy_arm(trainer: Any, flush: bool, lr: float, tau: float) -> Arm:
+def copy_arm(trainer: Any, label: str, flush: bool, fused: bool, lr: float, tau: float) -> Arm:
     """A deep copy of the trainer's loss and optimizer state (no tensor shared)."""
     loss = copy.deepcopy(trainer.loss_module)
+    if not fused:
+        loss.fused_path = None
     optimizer = torch.optim.Adam(loss.parameters(), lr=lr, fused=True)
     optimizer.load_state_dict(copy.deepcopy(trainer.optimizer.state_dict()))
-    return Arm(flush, loss, optimizer, SoftUpdate(loss, tau=tau))
+    return Arm(label, flush, loss, optimizer, SoftUpdate(loss, tau=tau))
 
 
 def run_chunk(arm: Arm, buffer: Any, updates: int) -> None:
@@ -82,6 +90,7 @@ def denormal_share(optimizer: torch.optim.Optimizer) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", choices=["denormals", "fused"], default="denormals")
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument(
         "--frames", type=int, default=2000, help="frames trained after the warm-up, before the A/B"
@@ -97,23 +106,31 @@ def main() -> None:
     trainer, _ = build_trainrl(Case("trainrl", "sac", args.env, 1, args.frames), settings)
     trainer.flush_denormals = False
     trainer.train()
-    arms = [copy_arm(trainer, flush, settings.lr, settings.tau) for flush in (True, False)]
+    arm_settings = (
+        [("flush denormals", True, True), ("keep denormals", False, True)]
+        if args.compare == "denormals"
+        else [("fused", True, True), ("autograd", True, False)]
+    )
+    arms = [
+        copy_arm(trainer, label, flush, fused, settings.lr, settings.tau)
+        for label, flush, fused in arm_settings
+    ]
     for round_index in range(args.rounds):
         for arm in arms if round_index % 2 else arms[::-1]:
             run_chunk(arm, trainer.replay_buffer, args.chunk)
     print(f"{args.env}: SAC updates after {trainer.state.frames} frames, "
           f"{args.rounds} rounds x {args.chunk} updates per copy, torch threads = 1\n")  # fmt: skip
-    print("| flush denormals | ms per update (median) | ms per Adam step (median) | "
+    print("| arm | ms per update (median) | ms per Adam step (median) | "
           "denormal Adam moments at the end |")  # fmt: skip
     print("| --- | ---: | ---: | ---: |")
     for arm in arms:
         print(
-            f"| {arm.flush} | {statistics.median(arm.update_ms):.2f} | "
+            f"| {arm.label} | {statistics.median(arm.update_ms):.2f} | "
             f"{statistics.median(arm.adam_ms):.2f} | {denormal_share(arm.optimizer):.1%} |"
         )
-    flushed, kept = arms
-    ratio = statistics.median(kept.update_ms) / statistics.median(flushed.update_ms)
-    print(f"\nupdates with denormals kept take {ratio:.2f}x the time of flushed ones")
+    first, second = arms
+    ratio = statistics.median(second.update_ms) / statistics.median(first.update_ms)
+    print(f"\nupdates with {second.label} take {ratio:.2f}x the time of those with {first.label}")
 
 
 if __name__ == "__main__":
