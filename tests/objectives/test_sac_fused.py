@@ -19,7 +19,7 @@ from trainers.keys import (
     TERMINATED,
 )
 from trainers.modules import MLP, EnsembleQValueNetwork, TanhNormalActor, compile_networks
-from trainers.objectives import SACLoss
+from trainers.objectives import SACLoss, sac_fused
 
 OBS, ACT = 5, 3
 
@@ -115,6 +115,15 @@ def test_fused_losses_and_gradients_equal_autograd(
 ):
     fused, autograd = _pair(activation, state_independent_scale, scale_mapping)
     _assert_same(fused, autograd, _batch((64,)), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("num_qvalue_nets", [1, 2, 3])
+def test_actor_loss_backward_with_and_without_row_split(monkeypatch, num_qvalue_nets):
+    """Each critic on its own rows (CPU) and every critic on every row (accelerators)."""
+    for devices in (("cpu",), ()):
+        monkeypatch.setattr(sac_fused, "ROW_SPLIT_DEVICES", devices)
+        fused, autograd = _pair(num_qvalue_nets=num_qvalue_nets, cells=(16, 8, 8))
+        _assert_same(fused, autograd, _batch((48,)), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -392,86 +392,85 @@ class _SACLosses(torch.autograd.Function):
         actor_grad = grad_actor if any(needs[:actor_count]) else None
         critic_grad = grad_qvalue if any(needs[actor_count:]) else None
         grads: list[torch.Tensor | None] = [None] * len(params)
-        if actor_grad is None and critic_grad is None:
-            return None, *grads
-        critic_grads, action_grad = _critic_backward(
-            saved, params[actor_count:], actor_grad, critic_grad
-        )
-        if critic_grads is not None:
-            grads[actor_count:] = critic_grads
-        if action_grad is not None and actor_grad is not None:
+        critic_params = params[actor_count:]
+        if critic_grad is not None:
+            grads[actor_count:] = _critic_backward(saved, critic_params, critic_grad)
+        if actor_grad is not None:
+            action_grad = _action_grad(saved, critic_params, actor_grad)
             grads[:actor_count] = _actor_backward(
                 saved, params[:actor_count], action_grad, actor_grad
             )
         return None, *grads
 
 
-def _critic_output_grads(
-    saved: _Saved, grad_actor: torch.Tensor | None, grad_qvalue: torch.Tensor | None
-) -> list[torch.Tensor]:
-    """The losses' gradients with respect to the critics' outputs: ``[members, B, 1]`` for the
-    critic loss's rows, then for the actor loss's rows, for each loss being differentiated."""
-    size, settings = saved.size, saved.settings
-    grads = []
-    if grad_qvalue is not None:  # d loss_qvalue / d Q_i(s, a)
-        error = saved.error
-        grad = 2.0 * error if settings.loss_function == "l2" else error.clamp(-1.0, 1.0)
-        scaled = grad_qvalue / size
-        weight = settings.batch.weight
-        grads.append(grad * (scaled if weight is None else weight * scaled))
-    if grad_actor is not None:  # d loss_actor / d Q_i(s, a~pi): -1/B on the smaller critic
-        index = saved.q_pi_index.unsqueeze(0)
-        members = torch.arange(saved.error.shape[0], device=index.device).view(-1, 1, 1)
-        grads.append((members == index) * (grad_actor / -size))
-    return grads
-
-
 def _critic_backward(
-    saved: _Saved,
-    params: tuple[torch.Tensor, ...],
-    grad_actor: torch.Tensor | None,
-    grad_qvalue: torch.Tensor | None,
-) -> tuple[list[torch.Tensor] | None, torch.Tensor | None]:
-    """The critics' weight and bias gradients (of the critic loss; ``None`` without
-    ``grad_qvalue``), and the actor loss's gradient with respect to the policy's actions through
-    the critics, whose weights it holds fixed (``None`` without ``grad_actor``)."""
-    size, kind = saved.size, saved.settings.fused.critic_activation
+    saved: _Saved, params: tuple[torch.Tensor, ...], grad_qvalue: torch.Tensor
+) -> list[torch.Tensor]:
+    """The critics' weight and bias gradients of the critic loss (its rows of the stacked pass)."""
+    size, settings = saved.size, saved.settings
     layers = len(params) // 2
     weights = params[:layers]
-    output_grads = _critic_output_grads(saved, grad_actor, grad_qvalue)
-    # The rows of the stacked pass [(s, a); (s, a~pi)] that the differentiated losses read.
-    both = len(output_grads) == 2
-    rows = (
-        slice(None) if both else slice(None, size) if grad_qvalue is not None else slice(size, None)
-    )
-    hidden = [h[:, rows] for h in saved.critic_hidden]
-    inputs = saved.critic_input[rows].expand(len(weights[0]), -1, -1)
-    grad = torch.cat(output_grads, dim=1) if both else output_grads[0]
+    error = saved.error
+    grad = 2.0 * error if settings.loss_function == "l2" else error.clamp(-1.0, 1.0)
+    scaled = grad_qvalue / size
+    weight = settings.batch.weight
+    grad = grad * (scaled if weight is None else weight * scaled)  # d loss / d Q_i(s, a)
+    hidden = [h[:, :size] for h in saved.critic_hidden]
+    inputs = saved.critic_input[:size].expand(len(weights[0]), -1, -1)
     weight_grads: list[torch.Tensor] = []
     bias_grads: list[torch.Tensor] = []
     for i in reversed(range(layers)):
+        below = hidden[i - 1] if i > 0 else inputs
         one_output = weights[i].shape[-1] == 1  # elementwise, as ensemble_linear computes it
-        if grad_qvalue is not None:  # weight gradients from the critic loss's rows only
-            below = (hidden[i - 1] if i > 0 else inputs)[:, :size]
-            rows_grad = grad[:, :size]
-            weight_grads.insert(
-                0,
-                (below * rows_grad).sum(1).unsqueeze(-1)
-                if one_output
-                else torch.bmm(below.transpose(1, 2), rows_grad),
-            )
-            bias_grads.insert(0, rows_grad.sum(1, keepdim=True))
+        weight_grads[:0] = [
+            (below * grad).sum(1).unsqueeze(-1)
+            if one_output
+            else torch.bmm(below.transpose(1, 2), grad)
+        ]
+        bias_grads[:0] = [grad.sum(1, keepdim=True)]
         if i > 0:
             weight_t = weights[i].transpose(1, 2)
             below_grad = grad * weight_t if one_output else torch.bmm(grad, weight_t)
+            grad = _activation_backward(settings.fused.critic_activation, below_grad, hidden[i - 1])
+    return [*weight_grads, *bias_grads]
+
+
+# Devices where the actor loss's backward through the critics runs, for each critic, on the rows
+# where that critic is the smaller one (the only rows min() passes a gradient to): one matrix
+# product's worth of rows instead of one per critic. Row counts that depend on the data would
+# cost a host sync on an accelerator, so there every critic runs on every row instead.
+ROW_SPLIT_DEVICES = ("cpu",)
+
+
+def _action_grad(
+    saved: _Saved, params: tuple[torch.Tensor, ...], grad_actor: torch.Tensor
+) -> torch.Tensor:
+    """``d loss_actor / d a~pi`` through ``min_i Q_i(s, a~pi)``, the critics' weights fixed."""
+    size, kind = saved.size, saved.settings.fused.critic_activation
+    layers = len(params) // 2
+    weights = params[:layers]
+    hidden = [h[:, size:] for h in saved.critic_hidden]
+    smaller = saved.q_pi_index.squeeze(-1)  # [B]: the critic min() picked at each row
+    action_dim = saved.actor.noise.shape[-1]
+    output_grad = grad_actor / -size  # d loss_actor / d min_i Q_i(s, a~pi), every row
+    if smaller.device.type not in ROW_SPLIT_DEVICES:
+        members = torch.arange(len(weights[0]), device=smaller.device).view(-1, 1, 1)
+        grad = (members == smaller.view(1, -1, 1)) * output_grad  # [members, B, 1]
+        for i in reversed(range(1, layers)):
+            weight_t = weights[i].transpose(1, 2)
+            below_grad = grad * weight_t if weights[i].shape[-1] == 1 else torch.bmm(grad, weight_t)
             grad = _activation_backward(kind, below_grad, hidden[i - 1])
-    action_grad = None
-    if grad_actor is not None:
-        action_dim = saved.actor.noise.shape[-1]
-        action_weights = weights[0][:, -action_dim:]  # [members, action_dim, hidden]
-        action_grad = torch.bmm(grad[:, -size:], action_weights.transpose(1, 2)).sum(0)
-    critic_grads = [*weight_grads, *bias_grads] if grad_qvalue is not None else None
-    return critic_grads, action_grad
+        return torch.bmm(grad, weights[0][:, -action_dim:].transpose(1, 2)).sum(0)
+    action_grad = torch.empty(size, action_dim, dtype=grad_actor.dtype, device=smaller.device)
+    for member in range(len(weights[0])):
+        rows = (smaller == member).nonzero().squeeze(-1)
+        grad = output_grad.expand(len(rows), 1)
+        for i in reversed(range(1, layers)):
+            weight_t = weights[i][member].t()
+            below_grad = grad * weight_t if weights[i].shape[-1] == 1 else torch.mm(grad, weight_t)
+            grad = _activation_backward(kind, below_grad, hidden[i - 1][member, rows])
+        action_grad.index_copy_(0, rows, torch.mm(grad, weights[0][member, -action_dim:].t()))
+    return action_grad
 
 
 def _actor_backward(
