@@ -21,16 +21,22 @@ def _returns(run_dir) -> list[float]:
 
 
 def test_default_ppo_learns_pendulum_within_200k_frames(tmp_path):
-    run_dir = tmp_path / "run"
-    result = run_train("ppo", run_dir, "trainer.seed=0", tiny=False, timeout=1800)
-    assert result.returncode == 0, result.stderr[-3000:]
-    returns = _returns(run_dir)
-    assert len(returns) == 1000  # 200k frames of 200-step episodes
-    # Reaches a mean of -200 over 100 consecutive training episodes (with exploration noise)...
-    best = max(statistics.fmean(returns[i : i + 100]) for i in range(len(returns) - 99))
-    assert best >= -200, best
-    # ...and keeps it: the last 100 episodes (CleanRL's metric) stay close.
-    assert statistics.fmean(returns[-100:]) >= -230, statistics.fmean(returns[-100:])
+    """Over seeds 0-2: one seed's trajectory depends on the CPU's float rounding (seed 0 reached
+    -171 on an Intel VM and -204 on an AMD one with the same code), the mean over seeds does not
+    move much (-178 and -186)."""
+    best, last = [], []
+    for seed in range(3):
+        run_dir = tmp_path / f"run{seed}"
+        result = run_train("ppo", run_dir, f"trainer.seed={seed}", tiny=False, timeout=1800)
+        assert result.returncode == 0, result.stderr[-3000:]
+        returns = _returns(run_dir)
+        assert len(returns) == 1000  # 200k frames of 200-step episodes
+        # The best mean over 100 consecutive training episodes (with exploration noise)...
+        best.append(max(statistics.fmean(returns[i : i + 100]) for i in range(len(returns) - 99)))
+        last.append(statistics.fmean(returns[-100:]))  # CleanRL's metric
+    # ...reaches -200 on average over the seeds, and every seed keeps close to it.
+    assert statistics.fmean(best) >= -200, best
+    assert min(last) >= -230, last
 
 
 def test_sac_learns_pendulum_within_15k_frames(tmp_path):

@@ -63,12 +63,17 @@ def _pair(
     return fused, autograd
 
 
-def _batch(shape: tuple[int, ...], dtype: torch.dtype = torch.float64) -> TensorDict:
+def _batch(
+    shape: tuple[int, ...],
+    dtype: torch.dtype = torch.float64,
+    observation_dim: int = OBS,
+    action_dim: int = ACT,
+) -> TensorDict:
     td = TensorDict(
         {
-            OBSERVATION: torch.randn(*shape, OBS),
-            ACTION: torch.rand(*shape, ACT) * 2 - 1,
-            NEXT_OBSERVATION: torch.randn(*shape, OBS),
+            OBSERVATION: torch.randn(*shape, observation_dim),
+            ACTION: torch.rand(*shape, action_dim) * 2 - 1,
+            NEXT_OBSERVATION: torch.randn(*shape, observation_dim),
             REWARD: torch.randn(*shape, 1),
         },
         batch_size=shape,
@@ -155,16 +160,7 @@ def test_fused_float32_at_the_published_sizes():
     fused = SACLoss(actor, EnsembleQValueNetwork(17, 6, [256, 256]))
     autograd = copy.deepcopy(fused)
     autograd.fused_path = None
-    td = TensorDict(
-        {
-            OBSERVATION: torch.randn(256, 17),
-            ACTION: torch.rand(256, 6) * 2 - 1,
-            NEXT_OBSERVATION: torch.randn(256, 17),
-            REWARD: torch.randn(256, 1),
-            TERMINATED: torch.rand(256, 1) < 0.05,
-        },
-        batch_size=[256],
-    )
+    td = _batch((256,), torch.float32, observation_dim=17, action_dim=6)
     _assert_same(fused, autograd, td, rtol=2e-4, atol=2e-6)
 
 
