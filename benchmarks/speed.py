@@ -536,6 +536,8 @@ def report(results: list[dict[str, Any]]) -> list[str]:
                 floor_fps = row["floor"]["fps"]
                 sb3 = _fmt_ratio(row["sb3"]["fps"] / floor_fps) if "sb3" in row else "-"
                 ratios += [f"{floor_fps:,.0f}", _ratio(row, "floor"), sb3]
+            elif floor:
+                ratios += ["-"] * 3
             ours = row.get("trainrl", next(iter(row.values())))
             rounds = len(ours["round_fps"])
             loads = statistics.mean(r["load"] for r in row.values())
@@ -563,11 +565,14 @@ def report(results: list[dict[str, Any]]) -> list[str]:
 def sac_gemm_floor_ms(env: str, settings: SACSettings, threads: int, repeats: int = 30) -> float:
     """Milliseconds of the matrix products alone in one SAC update, on this CPU.
 
-    The products any fp32 implementation must compute per update (batch ``B``): forward
+    The products an fp32 implementation computes per update (batch ``B``), 42 of them: forward
     passes of the actor on ``s'`` and ``s``, of the two target critics, of the two critics on
     ``(s, a)`` and on ``(s, a~pi)``; backward passes through the critics (weight and input
-    gradients), through the frozen critics of the actor loss (input gradients only) and
-    through the actor. Elementwise work, sampling and the optimizer come on top.
+    gradients), through the frozen critics of the actor loss and through the actor. The actor
+    loss's backward through the critics needs input gradients only, for the action columns at
+    the first layer, and only through the critic that ``min()`` picked at each row: the rows of
+    both critics add up to one critic's batch (``trainers/objectives/sac_fused.py`` computes
+    exactly this). Elementwise work, sampling and the optimizer come on top.
     """
     import gymnasium as gym
     import torch
@@ -581,16 +586,17 @@ def sac_gemm_floor_ms(env: str, settings: SACSettings, threads: int, repeats: in
     products = []  # (rows, inner, cols) of each product
     for layers, passes in ((actor, 2), (critic, 6)):  # forward passes
         products += [(batch, n_in, n_out) for n_in, n_out in layers] * passes
-    for layers, networks, weight_grads, first_input_grad in (
-        (critic, 2, True, False),  # critic loss
-        (critic, 2, False, True),  # actor loss through the frozen critics: d/d action only
-        (actor, 1, True, False),  # actor loss
+    for layers, networks, weight_grads, first_input_cols in (
+        (critic, 2, True, 0),  # critic loss
+        (critic, 1, False, act),  # actor loss through the frozen critics (rows split, see above)
+        (actor, 1, True, 0),  # actor loss
     ):
         for i, (n_in, n_out) in enumerate(layers):
             if weight_grads:
                 products += [(n_in, batch, n_out)] * networks  # dW = X^T dY
-            if i > 0 or first_input_grad:
-                products += [(batch, n_out, n_in)] * networks  # dX = dY W^T
+            input_cols = n_in if i > 0 else first_input_cols
+            if input_cols:
+                products += [(batch, n_out, input_cols)] * networks  # dX = dY W^T
     operands = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in products]
     for a, b in operands:  # warm-up
         torch.mm(a, b)

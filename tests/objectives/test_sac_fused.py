@@ -217,6 +217,17 @@ def test_a_parameter_changed_before_backward_is_an_error():
         fused.qvalue_network.network.weights[1].add_(1.0)  # as an optimizer step would
     with pytest.raises(RuntimeError, match="modified in place"):
         out["loss_actor"].backward()
+    # The critic loss's backward does not read the actor: an actor step before it is fine.
+    out = fused(_batch((8,)))
+    out["loss_actor"].backward()
+    with torch.no_grad():
+        fused.actor_network.network[0].weight.add_(1.0)
+    out["loss_qvalue"].backward()
+    out = fused(_batch((8,)))
+    with torch.no_grad():
+        fused.actor_network.network[0].weight.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified in place"):
+        out["loss_actor"].backward()
 
 
 def test_inputs_that_require_grad_and_replaced_networks_take_the_autograd_path():
@@ -229,6 +240,9 @@ def test_inputs_that_require_grad_and_replaced_networks_take_the_autograd_path()
     (out["loss_actor"] + out["loss_qvalue"]).backward()
     assert encoder.weight.grad.abs().sum() > 0
     fused.actor_network = autograd.actor_network  # no longer the networks it was built for
+    assert not _ran_fused(fused(_batch((16,))))
+    fused, autograd = _pair()
+    fused.qvalue_network.network = autograd.qvalue_network.network  # an inner network replaced
     assert not _ran_fused(fused(_batch((16,))))
 
 
@@ -288,6 +302,7 @@ def test_unsupported_networks_run_the_autograd_path():
 def test_networks_compiled_after_construction_switch_the_fused_path_off():
     fused, _ = _pair()
     path = fused.fused_path
-    assert path.serves(fused.actor_network, fused.qvalue_network)
+    networks = (fused.actor_network, fused.qvalue_network, fused.target_qvalue_network)
+    assert path.serves(*networks)
     compile_networks(fused.qvalue_network)
-    assert not path.serves(fused.actor_network, fused.qvalue_network)
+    assert not path.serves(*networks)

@@ -196,7 +196,9 @@ class SACLoss(LossModule):
         alpha = self._alpha()
         fused = self.fused_path
         losses = None
-        if fused is not None and fused.serves(self.actor_network, self.qvalue_network):
+        if fused is not None and fused.serves(
+            self.actor_network, self.qvalue_network, self.target_qvalue_network
+        ):
             losses = fused(tensordict, alpha, self.gamma, self.loss_function)
         if losses is None:
             losses = self._autograd_losses(tensordict, alpha)

@@ -18,8 +18,8 @@ against autograd). What differs is the work:
 
 Limits: no second-order gradients (``create_graph``) and no ``torch.func`` transforms through
 the losses (``SACLoss(fused=False)`` for those). The two losses may be backpropagated in
-separate calls; an in-place change of a parameter between the forward and a backward pass (an
-optimizer step) is an error, as it is for autograd.
+separate calls; a backward pass that reads a parameter changed in place since the forward pass
+(an optimizer step) is an error, as autograd's is.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def _activation_backward(kind: str, grad: torch.Tensor, output: torch.Tensor) ->
 def _hooked(module: nn.Module) -> bool:
     """Whether a module or a submodule has hooks (the fused path never calls the modules)."""
     return any(
-        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in module.modules()
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+        for m in module.modules()
     )
 
 
@@ -108,7 +109,7 @@ def fused_sac_plan(actor: nn.Module, qvalue: nn.Module, target_qvalue: nn.Module
         and type(qvalue.network) is EnsembleMLP
         and type(target_qvalue.network) is EnsembleMLP
     ):
-        return f"the critics are a {type(qvalue).__name__}, not an EnsembleQValueNetwork"
+        return "the critics are not an EnsembleQValueNetwork over an EnsembleMLP"
     critic_kind = _ACTIVATIONS.get(type(qvalue.network.activation))
     if critic_kind is None:
         return "the critics' activation is not ReLU or Tanh"
@@ -158,6 +159,7 @@ class FusedSAC:
         critic_activation: str,
     ) -> None:
         self.actor = actor
+        self.actor_network: nn.Module = actor.network
         self.actor_layers = actor_layers
         self.actor_activation = actor_activation
         self.qvalue = qvalue
@@ -165,13 +167,16 @@ class FusedSAC:
         self.target_critic = target_critic
         self.critic_activation = critic_activation
 
-    def serves(self, actor: nn.Module, qvalue: nn.Module) -> bool:
-        """Whether these are still its networks, uncompiled (``networks.compile`` may have
-        switched them to compiled passes since)."""
+    def serves(self, actor: nn.Module, qvalue: nn.Module, target_qvalue: nn.Module) -> bool:
+        """Whether these are still the networks it was built for, uncompiled
+        (``networks.compile`` may have switched them to compiled passes since)."""
         return (
             actor is self.actor
             and qvalue is self.qvalue
-            and not (self.actor.network.compiled or self.critic.compiled)
+            and self.actor.network is self.actor_network
+            and qvalue.network is self.critic
+            and target_qvalue.network is self.target_critic
+            and not (self.actor_network.compiled or self.critic.compiled)
         )
 
     def parameters(self) -> list[torch.Tensor]:
@@ -209,8 +214,14 @@ class FusedSAC:
             terminated=flat(tensordict.get(TERMINATED)),
             weight=None if weight is None else weight.reshape(-1, 1),
         )
-        inputs = (batch.actor_input, batch.next_actor_input, batch.observation, batch.action)
-        if any(tensor.requires_grad for tensor in (*inputs, batch.next_observation)):
+        inputs = (
+            batch.actor_input,
+            batch.next_actor_input,
+            batch.observation,
+            batch.next_observation,
+            batch.action,
+        )
+        if any(tensor.requires_grad for tensor in inputs):
             return None
         settings = _Settings(self, batch, alpha, gamma, loss_function)
         loss_actor, loss_qvalue, log_prob, q, target, td_error = _SACLosses.apply(
@@ -380,17 +391,19 @@ class _SACLosses(torch.autograd.Function):
     ) -> tuple:
         saved: _Saved = ctx.saved  # type: ignore[attr-defined]
         params = saved.params
-        if [p._version for p in params] != saved.versions:
-            raise RuntimeError(
-                "SACLoss (fused): a network parameter was modified in place between the losses' "
-                "forward and backward passes (an optimizer step?); compute the losses again "
-                "after the step, or backpropagate both before stepping."
-            )
         fused = saved.settings.fused
         actor_count = len(fused.actor_layers) * 2 + (fused.actor.raw_scale is not None)
         needs = ctx.needs_input_grad[1:]  # type: ignore[attr-defined]
         actor_grad = grad_actor if any(needs[:actor_count]) else None
         critic_grad = grad_qvalue if any(needs[actor_count:]) else None
+        # Both backward passes read the critics' weights, the actor loss's the actor's too.
+        read = 0 if actor_grad is not None else actor_count
+        if [p._version for p in params[read:]] != saved.versions[read:]:
+            raise RuntimeError(
+                "SACLoss (fused): a network parameter that this backward pass reads was modified "
+                "in place after the losses' forward pass (an optimizer step?); compute the "
+                "losses again after the step, or backpropagate both before stepping."
+            )
         grads: list[torch.Tensor | None] = [None] * len(params)
         critic_params = params[actor_count:]
         if critic_grad is not None:
