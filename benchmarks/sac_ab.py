@@ -52,7 +52,7 @@ def copy_arm(trainer: Any, label: str, flush: bool, fused: bool, lr: float, tau:
     """A deep copy of the trainer's loss and optimizer state (no tensor shared)."""
     loss = copy.deepcopy(trainer.loss_module)
     if not fused:
-        loss.fused_path = None
+        loss.fused_path, loss.fused_unsupported = None, "fused=False"
     optimizer = torch.optim.Adam(loss.parameters(), lr=lr, fused=True)
     optimizer.load_state_dict(copy.deepcopy(trainer.optimizer.state_dict()))
     return Arm(label, flush, loss, optimizer, SoftUpdate(loss, tau=tau))

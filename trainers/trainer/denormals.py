@@ -3,8 +3,9 @@
 Adam's second moment of a parameter whose gradient stays zero (a dead ReLU unit) decays by
 ``beta2`` every step and spends thousands of steps below 1.2e-38, in the denormal range. At
 the start of SAC on HalfCheetah-v5 about 4% of the Adam moments are denormal, and the fused
-Adam step costs 1.6 ms instead of 0.7 ms (``benchmarks/sac_ab.py``). Flushing denormals to zero (FTZ/DAZ) removes that;
-the values lost are far below Adam's ``eps`` and below anything a network can use.
+Adam step costs 1.6 ms instead of 0.7 ms (``benchmarks/sac_ab.py --compare denormals``).
+Flushing denormals to zero (FTZ/DAZ) removes that; the values lost are far below Adam's ``eps``
+and below anything a network can use.
 """
 
 from __future__ import annotations
