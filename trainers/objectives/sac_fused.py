@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from tensordict import TensorDictBase
 from torch import nn
 from torch.autograd.function import FunctionCtx, once_differentiable
@@ -46,6 +45,7 @@ from trainers.modules.common import read_input
 from trainers.modules.critics import EnsembleMLP, EnsembleQValueNetwork, ensemble_linear
 from trainers.modules.distributions import tanh_normal_log_prob_pre_tanh
 from trainers.modules.mlp import MLP
+from trainers.objectives.common import distance_loss
 from trainers.objectives.value import td0_return_estimate
 
 _ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Tanh: "tanh"}
@@ -60,6 +60,17 @@ def _activation_backward(kind: str, grad: torch.Tensor, output: torch.Tensor) ->
     if kind == "relu":
         return torch.ops.aten.threshold_backward(grad, output, 0)
     return torch.ops.aten.tanh_backward(grad, output)
+
+
+def _layer_backward(
+    kind: str, grad: torch.Tensor, weight: torch.Tensor, below: torch.Tensor
+) -> torch.Tensor:
+    """The gradient at the activation output ``below`` of one ensemble layer, from the gradient
+    at the layer's output. A one-output layer is elementwise, as ``ensemble_linear`` computes
+    it; ``weight`` is ``[members, in, out]`` or one member's ``[in, out]``."""
+    weight_t = weight.transpose(-1, -2)
+    below_grad = grad * weight_t if weight.shape[-1] == 1 else torch.matmul(grad, weight_t)
+    return _activation_backward(kind, below_grad, below)
 
 
 def _hooked(module: nn.Module) -> bool:
@@ -355,11 +366,7 @@ class _SACLosses(torch.autograd.Function):
         q, q_pi = q_all[:, :size], q_all[:, size:]
 
         error = q - target
-        per_sample = (
-            error.square()
-            if settings.loss_function == "l2"
-            else F.smooth_l1_loss(q, target.expand_as(q), reduction="none")
-        ).sum(0)
+        per_sample = distance_loss(q, target.expand_as(q), settings.loss_function).sum(0)
         weight = batch.weight
         loss_qvalue = per_sample.mean() if weight is None else (per_sample * weight).mean()
         td_error = error.abs().max(0).values.squeeze(-1)
@@ -442,9 +449,9 @@ def _critic_backward(
         ]
         bias_grads[:0] = [grad.sum(1, keepdim=True)]
         if i > 0:
-            weight_t = weights[i].transpose(1, 2)
-            below_grad = grad * weight_t if one_output else torch.bmm(grad, weight_t)
-            grad = _activation_backward(settings.fused.critic_activation, below_grad, hidden[i - 1])
+            grad = _layer_backward(
+                settings.fused.critic_activation, grad, weights[i], hidden[i - 1]
+            )
     return [*weight_grads, *bias_grads]
 
 
@@ -470,18 +477,14 @@ def _action_grad(
         members = torch.arange(len(weights[0]), device=smaller.device).view(-1, 1, 1)
         grad = (members == smaller.view(1, -1, 1)) * output_grad  # [members, B, 1]
         for i in reversed(range(1, layers)):
-            weight_t = weights[i].transpose(1, 2)
-            below_grad = grad * weight_t if weights[i].shape[-1] == 1 else torch.bmm(grad, weight_t)
-            grad = _activation_backward(kind, below_grad, hidden[i - 1])
+            grad = _layer_backward(kind, grad, weights[i], hidden[i - 1])
         return torch.bmm(grad, weights[0][:, -action_dim:].transpose(1, 2)).sum(0)
     action_grad = torch.empty(size, action_dim, dtype=grad_actor.dtype, device=smaller.device)
     for member in range(len(weights[0])):
         rows = (smaller == member).nonzero().squeeze(-1)
         grad = output_grad.expand(len(rows), 1)
         for i in reversed(range(1, layers)):
-            weight_t = weights[i][member].t()
-            below_grad = grad * weight_t if weights[i].shape[-1] == 1 else torch.mm(grad, weight_t)
-            grad = _activation_backward(kind, below_grad, hidden[i - 1][member, rows])
+            grad = _layer_backward(kind, grad, weights[i][member], hidden[i - 1][member, rows])
         action_grad.index_copy_(0, rows, torch.mm(grad, weights[0][member, -action_dim:].t()))
     return action_grad
 
@@ -509,7 +512,7 @@ def _actor_backward(
     scale_grad = pre_tanh_grad * passed.noise[size:] - log_prob_grad / scale
     if actor.raw_scale is not None:  # one raw scale per action dimension, shared by the rows
         raw = passed.raw
-        raw_grad = actor.map_scale_backward(scale_grad.sum(0), raw, actor.map_scale(raw))
+        raw_grad = actor.map_scale_backward(scale_grad.sum(0), raw, scale[0])
         output_grad = pre_tanh_grad
     else:
         raw_grad = actor.map_scale_backward(scale_grad, passed.raw[size:], scale)
