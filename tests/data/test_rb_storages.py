@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -106,6 +109,36 @@ def test_memmap_contents_survive_the_process_that_wrote_them(tmp_path):
     # 7 rows into 5 slots: rows 5 and 6 overwrote slots 0 and 1.
     assert storage.get(torch.arange(5))["id"].tolist() == [5, 6, 2, 3, 4]
     assert storage.get(torch.arange(5))["x"].flatten().tolist() == [7.5, 9.0, 3.0, 4.5, 6.0]
+
+
+def test_a_killed_process_temporary_storage_is_removed_by_the_next_one(tmp_path, monkeypatch):
+    # The child writes rows into a temporary storage and is SIGKILLed: no cleanup runs.
+    script = textwrap.dedent(
+        """
+        import os, signal, sys, torch
+        from tensordict import TensorDict
+        from trainers.data import LazyMemmapStorage
+        storage = LazyMemmapStorage(4)
+        storage.set(torch.arange(2), TensorDict({"x": torch.ones(2, 3)}, batch_size=[2]))
+        print(storage.scratch_dir, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    child = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert child.returncode == -signal.SIGKILL
+    orphan = Path(child.stdout.strip())
+    assert orphan.parent == tmp_path and (orphan / "storage" / "x.memmap").exists()
+    other_user_style = tmp_path / "trainrl_memmap_notapid_x"  # not ours to judge: kept
+    other_user_style.mkdir()
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    live = LazyMemmapStorage(4)  # this process runs: its directory must survive the sweep
+    assert not orphan.exists()
+    assert live.scratch_dir.exists() and other_user_style.exists()
+    assert storages_module.remove_orphaned_scratch_dirs(tmp_path) == []
 
 
 def test_memmap_state_dict_shares_the_files_and_loads_weights_only(tmp_path):

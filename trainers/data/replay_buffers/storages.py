@@ -7,6 +7,7 @@ never leave holes), so ``len(storage)`` is one past the highest row written.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import weakref
@@ -23,6 +24,10 @@ from tensordict import MemoryMappedTensor, TensorDict, TensorDictBase
 _COPY_CHUNK_BYTES = 64 * 2**20
 
 Index = int | slice | torch.Tensor
+
+# Temporary scratch directories are named ``trainrl_memmap_<pid>_<random>``: the pid tells a
+# later process whether the owner is gone (killed before its cleanup could run).
+_TEMP_PREFIX = "trainrl_memmap_"
 
 
 class TensorStorage(ABC):
@@ -171,7 +176,8 @@ class LazyMemmapStorage(TensorStorage):
     Args:
         max_size: number of rows; > 0.
         scratch_dir: directory of the files; None uses a temporary directory that is
-            deleted when the storage is garbage-collected.
+            deleted when the storage is garbage-collected (and, should the process be killed
+            first, by the next temporary storage: :func:`remove_orphaned_scratch_dirs`).
         device: where :meth:`get` returns rows (the table itself stays on disk).
 
     Examples:
@@ -190,7 +196,8 @@ class LazyMemmapStorage(TensorStorage):
     ) -> None:
         super().__init__(max_size, device=device)
         if scratch_dir is None:
-            self.scratch_dir = Path(tempfile.mkdtemp(prefix="trainrl_rb_"))
+            remove_orphaned_scratch_dirs()
+            self.scratch_dir = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}_"))
             weakref.finalize(self, shutil.rmtree, self.scratch_dir, ignore_errors=True)
         else:
             self.scratch_dir = Path(scratch_dir)
@@ -236,6 +243,38 @@ class LazyMemmapStorage(TensorStorage):
         self._len = length
         if self._length_file is not None:
             self._length_file[0] = length
+
+
+def remove_orphaned_scratch_dirs(root: str | Path | None = None) -> list[Path]:
+    """Deletes the temporary scratch directories of processes that no longer run; returns them.
+
+    A ``LazyMemmapStorage`` without a ``scratch_dir`` deletes its temporary directory when it is
+    garbage-collected or the process exits, which a SIGKILL or a power loss skips; its files
+    (as large as the buffer's written rows) would stay until the next reboot. Every new temporary
+    storage therefore sweeps ``root`` (the temp directory by default) for directories of this
+    user whose owning process has ended.
+    """
+    root = Path(tempfile.gettempdir() if root is None else root)
+    removed: list[Path] = []
+    for path in root.glob(f"{_TEMP_PREFIX}*_*"):
+        pid_text = path.name[len(_TEMP_PREFIX) :].split("_", 1)[0]
+        if not pid_text.isdigit() or path.is_symlink() or not path.is_dir():
+            continue
+        if path.stat().st_uid != os.getuid() or _process_exists(int(pid_text)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _new_length_file(path: Path) -> MemoryMappedTensor:
