@@ -35,7 +35,12 @@ def isolate_from_group_signals() -> None:
     SIGINT is also ignored, for signals sent to every process one by one. SIGTERM keeps its
     default: the parent (and multiprocessing at exit) stops stragglers with it, so a SIGTERM
     sent to each process (a cgroup kill) still ends the run at its last periodic checkpoint.
+
+    Its own group is a background group of the terminal: with ``stty tostop`` the kernel stops
+    such a process when it writes there (SIGTTOU), and a stopped worker would hang the run at
+    its first warning. Ignoring SIGTTOU lets the write through.
     """
     if hasattr(os, "setpgid"):  # POSIX
         os.setpgid(0, 0)
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
