@@ -274,29 +274,33 @@ class SyncDataCollector:
             self._root = env.reset()
             self._tracker.start_all()
         random = self.policy is None or self.frames < self.init_random_frames
-        act = env.rand_action if random else self._policy_step()
+        act, complete = (env.rand_action, None) if random else self._policy_calls()
         with torch.no_grad(), set_interaction_type(self._interaction):
             batch, self._root = env.collect_steps(self._root, self.frames_per_env, act)
             if batch.device != self.storing_device:
                 batch = batch.to(self.storing_device)
-            if not random and splits_outputs(self.policy):
-                self.policy.complete_batch(batch)  # type: ignore[union-attr]
+            if complete is not None:
+                complete(batch)
         self._tracker.annotate(batch)
         self.frames += self.frames_per_batch
         return batch
 
-    def _policy_step(self) -> Callable[[TensorDictBase], TensorDictBase]:
-        """The per-step call: the policy's ``act`` when it splits its outputs (see the class
-        docstring), else the policy itself; moved to and from the policy's device."""
+    def _policy_calls(
+        self,
+    ) -> tuple[Callable[[TensorDictBase], TensorDictBase], Callable[[TensorDictBase], Any] | None]:
+        """The per-step call and the per-batch one: the policy's ``act`` and ``complete_batch``
+        when it splits its outputs (see the class docstring), else the policy itself and none.
+        The per-step call moves its input to the policy's device and its output back."""
         policy = self.policy
         if policy is None:
             raise RuntimeError("no policy")
+        complete = None
         if splits_outputs(policy):
-            policy = policy.act  # type: ignore[attr-defined]
+            policy, complete = policy.act, policy.complete_batch  # type: ignore[attr-defined]
         if self.device == self.env.device:
-            return policy
+            return policy, complete
         device, env_device = self.device, self.env.device
-        return lambda root: policy(root.to(device, non_blocking=True)).to(env_device)
+        return lambda root: policy(root.to(device, non_blocking=True)).to(env_device), complete
 
     # Weights, seeding, state ----------------------------------------------------------------
 

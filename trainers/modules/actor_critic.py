@@ -19,12 +19,12 @@ from tensordict import TensorDictBase
 from torch import nn
 
 from trainers.modules.common import read_input
-from trainers.modules.compiled import Compilable, run_compiled
+from trainers.modules.compiled import Compilable
 from trainers.modules.critics import EnsembleMLP
 from trainers.modules.mlp import MLP
 
 
-class EnsembleMember(Compilable, nn.Module):
+class EnsembleMember(Compilable):
     """Member ``index`` of an :class:`EnsembleMLP`, run alone: ``[*batch, in] -> [*batch, out]``.
 
     Its weights are a slice of the ensemble's stacked parameters; ``out_features`` may be fewer
@@ -71,11 +71,6 @@ class EnsembleMember(Compilable, nn.Module):
             pairs = zip(weights, biases, strict=True)
             self._slices = (where, [(w[index], b[index]) for w, b in pairs])
         return self._slices[1]
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if self.compiled:
-            return run_compiled(EnsembleMember._forward, self, input)
-        return self._forward(input)
 
     def _forward(self, input: torch.Tensor) -> torch.Tensor:
         hidden = input if input.dim() == 2 else input.reshape(-1, input.shape[-1])

@@ -1,8 +1,8 @@
 """Optional ``torch.compile`` of the networks' forward passes (``networks.compile``).
 
-A network class opts in by deriving from :class:`Compilable` and writing its math in a
-``_forward(self, input)`` method that its ``forward`` runs through :func:`run_compiled` when the
-instance's ``compiled`` flag is set. Each such method is compiled once per process
+A network class opts in by deriving from :class:`Compilable` (before its ``nn.Module`` base) and
+writing its math in a ``_forward(self, input)`` method; ``Compilable.forward`` runs it through
+:func:`run_compiled` when the instance's ``compiled`` flag is set. Each such method is compiled once per process
 (``dynamic=True``: one graph serves every batch size) and the backward pass is compiled with
 it. Off by default: on CPU at RL sizes the compiled networks measured slower than eager ones
 (``docs/benchmarks.md``); on a GPU, where kernel launches dominate, it may win.
@@ -25,10 +25,19 @@ from torch import nn
 _COMPILED: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
-class Compilable:
-    """Mixin of the networks that ``compile_networks`` can switch to compiled forward passes."""
+class Compilable(nn.Module):
+    """Base of the networks that ``compile_networks`` can switch to compiled forward passes."""
 
     compiled: bool = False
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.compiled:
+            return run_compiled(type(self)._forward, self, input)
+        return self._forward(input)
+
+    def _forward(self, input: torch.Tensor) -> torch.Tensor:
+        """The network's math, eager or compiled (every subclass writes it)."""
+        raise NotImplementedError
 
 
 def run_compiled(forward: Callable[..., Any], module: nn.Module, *args: Any) -> Any:

@@ -14,7 +14,7 @@ from torch import nn
 
 from trainers.keys import ACTION, OBSERVATION, STATE_ACTION_VALUE, STATE_VALUE
 from trainers.modules.common import key_list, read_input
-from trainers.modules.compiled import Compilable, run_compiled
+from trainers.modules.compiled import Compilable
 from trainers.modules.mlp import INITS, hidden_sizes
 
 
@@ -81,7 +81,7 @@ class QValueNetwork(TensorDictModuleBase):
         return tensordict.set(self.out_keys[0], self.network(read_input(tensordict, self.in_keys)))
 
 
-class EnsembleMLP(Compilable, nn.Module):
+class EnsembleMLP(Compilable):
     """``num_nets`` independent MLPs with identical layer sizes, evaluated as one network.
 
     The weights of each layer are stacked into ``[num_nets, in, out]`` and every layer is one
@@ -148,13 +148,8 @@ class EnsembleMLP(Compilable, nn.Module):
             self.biases.append(nn.Parameter(bias))
         self.activation = activation_class()
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """``[*batch, in_features]`` -> ``[num_nets, *batch, out_features]``."""
-        if self.compiled:
-            return run_compiled(EnsembleMLP._forward, self, input)
-        return self._forward(input)
-
     def _forward(self, input: torch.Tensor) -> torch.Tensor:
+        """``[*batch, in_features]`` -> ``[num_nets, *batch, out_features]``."""
         batch_shape = input.shape[:-1]
         hidden = input.reshape(1, -1, input.shape[-1]).expand(self.num_nets, -1, -1)
         last = len(self.weights) - 1

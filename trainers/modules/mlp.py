@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from trainers.modules.compiled import Compilable, run_compiled
+from trainers.modules.compiled import Compilable
 
 INITS = ("torch", "orthogonal")
 
@@ -136,11 +136,6 @@ class MLP(Compilable, nn.Sequential):
             previous = size
         super().__init__(*layers)
         self.out_shape = out_shape
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if self.compiled:
-            return run_compiled(MLP._forward, self, input)
-        return self._forward(input)
 
     def _forward(self, input: torch.Tensor) -> torch.Tensor:
         out = nn.Sequential.forward(self, input)
