@@ -688,7 +688,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter windows, SAC at 1 thread")
     parser.add_argument("--threads", type=int, nargs="+", default=[1], help="torch threads (PPO)")
     parser.add_argument(
-        "--sac-threads", type=int, nargs="+", help="torch threads for SAC (default: 1)"
+        "--sac-threads",
+        type=int,
+        nargs="+",
+        help="torch threads for SAC (default: 1 and 2; 1 with --quick)",
     )
     parser.add_argument(
         "--rounds", type=int, help=f"turns of each contender per row (default: {ROUNDS})"
@@ -715,7 +718,8 @@ def main() -> None:
             "benchmarks/speed.py compares against Stable-Baselines3, which is not installed: "
             '.venv/bin/pip install -e ".[bench]"'
         )
-    rows = plan(args.quick, args.threads, args.sac_threads or [1], args.rounds)
+    sac_threads = args.sac_threads or ([1] if args.quick else [1, 2])
+    rows = plan(args.quick, args.threads, sac_threads, args.rounds)
     if args.only:
         rows = [
             [c for c in row if all(w in (c.setting, c.env, c.contender) for w in args.only)]
