@@ -200,3 +200,27 @@ def test_a_run_saved_before_batch_actor_critic_existed_resumes_with_separate_net
     state = _final_state(run_dir)
     assert state["state"]["frames"] == frames + 1024
     assert "actor_network.network.0.weight" in state["modules"]["loss_module"]
+
+
+def test_tensorboard_gets_the_hparams_once_and_again_only_when_a_resume_changes_them(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "run"
+    logger = ("logger=tensorboard", "logger.exp_name=tb")
+
+    def hparams_steps() -> list[int]:
+        events = EventAccumulator(str(run_dir / "tb_logs" / "tb"), size_guidance={"tensors": 0})
+        events.Reload()
+        return [event.step for event in events.Tensors("hparams/text_summary")]
+
+    first = run_train("ppo", run_dir, *logger)
+    assert first.returncode == 0, first.stderr
+    time.sleep(1.01)  # event files sort by their name, which starts with the time in seconds
+    same = resume_train("ppo", run_dir)  # the checkpoint's config: nothing new to log
+    assert same.returncode == 0, same.stderr
+    assert hparams_steps() == [0]
+    time.sleep(1.01)
+    extended = resume_train("ppo", run_dir, "trainer.total_frames=2560")
+    assert extended.returncode == 0, extended.stderr
+    assert _final_state(run_dir)["state"]["frames"] == 2560
+    assert hparams_steps() == [0, 2049]  # from the step after the checkpoint's last log on

@@ -272,6 +272,38 @@ def test_tensorboard_resume_purges_events_logged_after_the_checkpoint(tmp_path):
     assert [(e.step, -e.value) for e in events.Scalars("train/b")] == RESUMED_CURVE
 
 
+def test_tensorboard_resume_logs_hparams_again_only_when_they_changed(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def hparams_texts() -> list[tuple[int, str]]:
+        events = EventAccumulator(str(tmp_path / "run"), size_guidance={"tensors": 0})
+        events.Reload()
+        return [
+            (e.step, e.tensor_proto.string_val[0].decode())
+            for e in events.Tensors("hparams/text_summary")
+        ]
+
+    with TensorboardLogger("run", log_dir=tmp_path) as first:
+        first.log_hparams(CFG)
+        first.log_scalars({"a": 1.0}, step=7)
+        state = first.state_dict()
+    time.sleep(1 - time.time() % 1 + 0.01)  # event files sort by their name: the time in seconds
+    with TensorboardLogger("run", log_dir=tmp_path) as resumed:  # the same config
+        resumed.load_state_dict(state)
+        resumed.log_hparams(CFG)
+        resumed.log_scalars({"a": 2.0}, step=8)
+        state = resumed.state_dict()
+    assert [step for step, _ in hparams_texts()] == [0]
+
+    time.sleep(1 - time.time() % 1 + 0.01)
+    with TensorboardLogger("run", log_dir=tmp_path) as extended:  # an override on resume
+        extended.load_state_dict(state)
+        extended.log_hparams({**CFG, "env": "HalfCheetah-v5"})
+    texts = hparams_texts()
+    assert [step for step, _ in texts] == [0, 9]  # the new config from the resume step on
+    assert "| env | Pendulum-v1 |" in texts[0][1] and "| env | HalfCheetah-v5 |" in texts[1][1]
+
+
 # --- get_logger ----------------------------------------------------------------------------
 
 

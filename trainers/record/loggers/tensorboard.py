@@ -27,7 +27,9 @@ class TensorboardLogger(Logger):
       once, as the resumed run logs it again.
     * Hyperparameters: written twice, in the same run folder. The HParams plugin summary shows
       them in the HPARAMS tab; a Markdown table under the text tag ``hparams`` shows them in the
-      TEXT tab.
+      TEXT tab. :meth:`state_dict` remembers them: a resumed run with the same ones does not
+      write them again, one with changed ones (an override on resume) writes them at its first
+      step, so the TEXT tab shows from which step on they held.
     * Videos: encoded as an animated GIF with Pillow and written as an image summary, which the
       IMAGES tab plays. This is what ``SummaryWriter.add_video`` does, without its moviepy
       dependency.
@@ -48,6 +50,8 @@ class TensorboardLogger(Logger):
         self.run_dir = self.log_dir / safe_relpath(exp_name)
         self._writer: SummaryWriter | None = None
         self._purge_step: int | None = None
+        self._first_step = 0  # of this attempt: 0, or the purge step of a resumed run
+        self._hparams: dict[str, bool | int | float | str] | None = None  # the last logged
 
     @property
     def experiment(self) -> SummaryWriter:
@@ -72,13 +76,17 @@ class TensorboardLogger(Logger):
         from torch.utils.tensorboard.summary import hparams
 
         flat = flatten_hparams(cfg)
+        if flat == self._hparams:
+            return  # a resumed run's earlier event files hold them
         # `SummaryWriter.add_hparams` would write to a new sub-run; these three summaries keep the
         # hyperparameters in this run's folder.
         file_writer = self.experiment._get_file_writer()
         for summary in hparams(flat, {}):
-            file_writer.add_summary(summary)
+            file_writer.add_summary(summary, self._first_step)
         rows = "\n".join(f"| {_cell(key)} | {_cell(value)} |" for key, value in flat.items())
-        self.experiment.add_text("hparams", f"| name | value |\n| --- | --- |\n{rows}")
+        table = f"| name | value |\n| --- | --- |\n{rows}"
+        self.experiment.add_text("hparams", table, self._first_step)
+        self._hparams = flat
 
     def log_video(
         self, name: str, video: torch.Tensor, step: int | None = None, fps: int | None = None
@@ -110,7 +118,12 @@ class TensorboardLogger(Logger):
         """
         super().load_state_dict(state_dict)
         self.close()
-        self._purge_step = max(self._last_step.values(), default=-1) + 1
+        self._purge_step = self._first_step = max(self._last_step.values(), default=-1) + 1
+        self._hparams = state_dict.get("hparams")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The base state, plus the hyperparameters logged last (``None`` before any)."""
+        return {**super().state_dict(), "hparams": self._hparams}
 
 
 def _cell(value: object) -> str:
