@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -111,34 +110,51 @@ def test_memmap_contents_survive_the_process_that_wrote_them(tmp_path):
     assert storage.get(torch.arange(5))["x"].flatten().tolist() == [7.5, 9.0, 3.0, 4.5, 6.0]
 
 
-def test_a_killed_process_temporary_storage_is_removed_by_the_next_one(tmp_path, monkeypatch):
-    # The child writes rows into a temporary storage and is SIGKILLed: no cleanup runs.
-    script = textwrap.dedent(
-        """
-        import os, signal, sys, torch
-        from tensordict import TensorDict
-        from trainers.data import LazyMemmapStorage
-        storage = LazyMemmapStorage(4)
-        storage.set(torch.arange(2), TensorDict({"x": torch.ones(2, 3)}, batch_size=[2]))
-        print(storage.scratch_dir, flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)
-        """
-    )
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    child = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert child.returncode == -signal.SIGKILL
-    orphan = Path(child.stdout.strip())
+# A child process that makes a temporary storage, prints its directory, then waits for stdin.
+TEMPORARY_STORAGE_OWNER = textwrap.dedent(
+    """
+    import sys, torch
+    from tensordict import TensorDict
+    from trainers.data import LazyMemmapStorage
+    storage = LazyMemmapStorage(4)
+    storage.set(torch.arange(2), TensorDict({"x": torch.ones(2, 3)}, batch_size=[2]))
+    print(storage.scratch_dir, flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_temporary_storages_of_killed_processes_are_removed_by_the_next_one(tmp_path, monkeypatch):
+    def start_owner() -> tuple[subprocess.Popen, Path]:
+        owner = subprocess.Popen(
+            [sys.executable, "-c", TEMPORARY_STORAGE_OWNER],
+            env={**os.environ, "TMPDIR": str(tmp_path)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert owner.stdout is not None
+        return owner, Path(owner.stdout.readline().strip())
+
+    killed, orphan = start_owner()
+    live, in_use = start_owner()
+    killed.kill()  # SIGKILL: no cleanup runs
+    killed.wait(timeout=60)
     assert orphan.parent == tmp_path and (orphan / "storage" / "x.memmap").exists()
-    other_user_style = tmp_path / "trainrl_memmap_notapid_x"  # not ours to judge: kept
-    other_user_style.mkdir()
+    unlocked = tmp_path / "trainrl_memmap_unlocked"  # no owner lock: not ours to judge
+    unlocked.mkdir()
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    live = LazyMemmapStorage(4)  # this process runs: its directory must survive the sweep
+    storage = LazyMemmapStorage(4)
     assert not orphan.exists()
-    assert live.scratch_dir.exists() and other_user_style.exists()
+    assert (in_use / "storage" / "x.memmap").exists() and unlocked.exists()
+    assert storage.scratch_dir.exists()  # made after the sweep, and locked: the next one keeps it
     assert storages_module.remove_orphaned_scratch_dirs(tmp_path) == []
+
+    live.kill()
+    live.wait(timeout=60)
+    assert storages_module.remove_orphaned_scratch_dirs(tmp_path) == [in_use]
+    assert not in_use.exists() and storage.scratch_dir.exists()
 
 
 def test_memmap_state_dict_shares_the_files_and_loads_weights_only(tmp_path):

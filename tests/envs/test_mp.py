@@ -24,14 +24,17 @@ SCRIPT = textwrap.dedent(
         done.put(True)
 
     if __name__ == "__main__":
-        master, terminal = os.openpty()
+        try:
+            master, terminal = os.openpty()
+        except OSError as err:  # a sandbox without pseudo-terminals
+            print(f"no-pty {err}")
+            raise SystemExit(0)
         fcntl.ioctl(terminal, termios.TIOCSCTTY, 0)  # this session's controlling terminal
         attrs = termios.tcgetattr(terminal)
         attrs[3] |= termios.TOSTOP
         termios.tcsetattr(terminal, termios.TCSANOW, attrs)
         report = os.dup(1)
-        os.dup2(terminal, 1)
-        os.dup2(terminal, 2)
+        os.dup2(terminal, 1)  # stderr stays the test's: tracebacks reach it
         context = worker_context()
         done = context.Queue()
         process = context.Process(target=worker, args=(done,))
@@ -61,5 +64,7 @@ def test_an_isolated_worker_can_write_to_a_tostop_terminal(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
+    if result.stdout.startswith("no-pty"):
+        pytest.skip(result.stdout)
     assert result.stdout.startswith("wrote"), result.stdout
     assert "a warning from the worker" in result.stdout

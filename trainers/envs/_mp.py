@@ -38,7 +38,8 @@ def isolate_from_group_signals() -> None:
 
     Its own group is a background group of the terminal: with ``stty tostop`` the kernel stops
     such a process when it writes there (SIGTTOU), and a stopped worker would hang the run at
-    its first warning. Ignoring SIGTTOU lets the write through.
+    its first warning. Ignoring SIGTTOU lets the write through (and would let a worker change
+    the terminal's settings, which none does; processes a worker starts inherit the ignore).
     """
     if hasattr(os, "setpgid"):  # POSIX
         os.setpgid(0, 0)

@@ -1,8 +1,8 @@
 """Optional ``torch.compile`` of the networks' forward passes (``networks.compile``).
 
-A network class opts in by deriving from :class:`Compilable` (before its ``nn.Module`` base) and
-writing its math in a ``_forward(self, input)`` method; ``Compilable.forward`` runs it through
-:func:`run_compiled` when the instance's ``compiled`` flag is set. Each such method is compiled once per process
+A network class opts in by deriving from :class:`Compilable` (before any other ``nn.Module``
+base) and writing its math in a ``_forward(self, input)`` method; ``Compilable.forward`` runs it
+through :func:`run_compiled` when the instance's ``compiled`` flag is set. Each such method is compiled once per process
 (``dynamic=True``: one graph serves every batch size) and the backward pass is compiled with
 it. Off by default: on CPU at RL sizes the compiled networks measured slower than eager ones
 (``docs/benchmarks.md``); on a GPU, where kernel launches dominate, it may win.

@@ -19,15 +19,23 @@ from typing import Any, cast
 import torch
 from tensordict import MemoryMappedTensor, TensorDict, TensorDictBase
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 # Rows are copied in chunks of about this many bytes when a state is loaded, so loading a
 # memory-mapped checkpoint never holds more than one chunk of it in RAM.
 _COPY_CHUNK_BYTES = 64 * 2**20
 
 Index = int | slice | torch.Tensor
 
-# Temporary scratch directories are named ``trainrl_memmap_<pid>_<random>``: the pid tells a
-# later process whether the owner is gone (killed before its cleanup could run).
+# Temporary scratch directories are named ``trainrl_memmap_<random>``. Their owner holds an
+# exclusive lock on the file ``_OWNER_LOCK`` inside for as long as it lives; the kernel releases
+# it when the owner dies, however it dies, so a later process that can take it knows the
+# directory is orphaned. A lock works across containers sharing the directory, where pids do not.
 _TEMP_PREFIX = "trainrl_memmap_"
+_OWNER_LOCK = ".owner.lock"
 
 
 class TensorStorage(ABC):
@@ -195,13 +203,19 @@ class LazyMemmapStorage(TensorStorage):
         device: torch.device | str = "cpu",
     ) -> None:
         super().__init__(max_size, device=device)
+        self._owner_lock: int | None = None  # the open, locked _OWNER_LOCK of the scratch dir
         if scratch_dir is None:
             remove_orphaned_scratch_dirs()
-            self.scratch_dir = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}_"))
-            weakref.finalize(self, shutil.rmtree, self.scratch_dir, ignore_errors=True)
+            self.scratch_dir = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX))
+            self._owner_lock = _lock_new_owner_file(self.scratch_dir)
+            weakref.finalize(self, _release_and_remove, self._owner_lock, self.scratch_dir)
         else:
             self.scratch_dir = Path(scratch_dir)
             self.scratch_dir.mkdir(parents=True, exist_ok=True)
+            # Reopening a dead process's temporary directory: own it, so no sweep removes it.
+            self._owner_lock = _take_owner_lock(self.scratch_dir / _OWNER_LOCK)
+            if self._owner_lock is not None:
+                weakref.finalize(self, os.close, self._owner_lock)
         self._length_file: MemoryMappedTensor | None = None
         if (self._table_dir / "meta.json").exists():
             self._reopen()
@@ -246,35 +260,60 @@ class LazyMemmapStorage(TensorStorage):
 
 
 def remove_orphaned_scratch_dirs(root: str | Path | None = None) -> list[Path]:
-    """Deletes the temporary scratch directories of processes that no longer run; returns them.
+    """Deletes the temporary scratch directories whose owner has ended; returns them.
 
     A ``LazyMemmapStorage`` without a ``scratch_dir`` deletes its temporary directory when it is
     garbage-collected or the process exits, which a SIGKILL or a power loss skips; its files
     (as large as the buffer's written rows) would stay until the next reboot. Every new temporary
-    storage therefore sweeps ``root`` (the temp directory by default) for directories of this
-    user whose owning process has ended.
+    storage therefore sweeps ``root`` (the temp directory by default) for directories whose
+    owner lock it can take: their owner is gone. Directories without that lock are left alone.
     """
+    if fcntl is None:  # no flock (Windows): nothing can be judged orphaned
+        return []
     root = Path(tempfile.gettempdir() if root is None else root)
     removed: list[Path] = []
-    for path in root.glob(f"{_TEMP_PREFIX}*_*"):
-        pid_text = path.name[len(_TEMP_PREFIX) :].split("_", 1)[0]
-        if not pid_text.isdigit() or path.is_symlink() or not path.is_dir():
-            continue
-        if path.stat().st_uid != os.getuid() or _process_exists(int(pid_text)):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
+    for path in root.glob(f"{_TEMP_PREFIX}*"):
+        lock = _take_owner_lock(path / _OWNER_LOCK)
+        if lock is None:
+            continue  # alive, not ours to judge, or already gone
+        _release_and_remove(lock, path)
         removed.append(path)
     return removed
 
 
-def _process_exists(pid: int) -> bool:
+def _lock_new_owner_file(directory: Path) -> int | None:
+    """Creates ``directory``'s owner lock, locked before it appears under its name (a sweep
+    never sees it unlocked)."""
+    if fcntl is None:
+        return None
+    pending = directory / f"{_OWNER_LOCK}.pending"
+    descriptor = os.open(pending, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    os.rename(pending, directory / _OWNER_LOCK)
+    return descriptor
+
+
+def _take_owner_lock(path: Path) -> int | None:
+    """An open descriptor of ``path`` holding its exclusive lock, or None when ``path`` is
+    missing, locked by a live owner, or cannot be opened."""
+    if fcntl is None:
+        return None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+        descriptor = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+def _release_and_remove(lock: int | None, directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    if lock is not None:
+        os.close(lock)
 
 
 def _new_length_file(path: Path) -> MemoryMappedTensor:

@@ -77,7 +77,8 @@ def flatten_hparams(cfg: Mapping, prefix: str = "") -> dict[str, bool | int | fl
             continue
         if isinstance(value, (torch.Tensor, np.generic)) and value.ndim == 0:
             value = value.item()
-        flat[name] = value if isinstance(value, (bool, int, float, str)) else str(value)
+        # Exact types: a str or int subclass (an enum) would not load from a weights-only checkpoint.
+        flat[name] = value if type(value) in (bool, int, float, str) else str(value)
     return flat
 
 
