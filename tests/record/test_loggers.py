@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import enum
 import io
 import re
 import time
@@ -66,6 +67,28 @@ RESUMED_CURVE = [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0), (5, 50.0), (6, 60.0)]
 def test_flatten_hparams_dotted_keys_and_stringified_leaves():
     nested = {**CFG, "empty": {}, "tensor": torch.tensor(2.5), "path": Path("a/b")}
     assert flatten_hparams(nested) == {**FLAT_CFG, "empty": "{}", "tensor": 2.5, "path": "a/b"}
+
+
+def test_flatten_hparams_stringifies_enums_so_logger_state_loads_weights_only(tmp_path):
+    class Mode(str, enum.Enum):
+        FAST = "fast"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    cfg = {"mode": Mode.FAST, "level": Level.HIGH, "lr": 3e-4}
+    flat = flatten_hparams(cfg)
+    assert {key: type(value) for key, value in flat.items()} == {
+        "mode": str,
+        "level": str,
+        "lr": float,
+    }
+    with TensorboardLogger("run", log_dir=tmp_path) as logger:
+        logger.log_hparams(cfg)
+        buffer = io.BytesIO()
+        torch.save(logger.state_dict(), buffer)
+    buffer.seek(0)
+    assert torch.load(buffer, weights_only=True)["hparams"] == flat
 
 
 def test_safe_relpath_keeps_slashes_as_folders_and_never_escapes():
