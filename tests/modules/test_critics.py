@@ -88,10 +88,7 @@ def test_ensemble_linear_equals_batched_product(outputs):
     bias = torch.randn(2, 1, outputs, dtype=torch.float64, requires_grad=True)
     grad = torch.randn(2, 9, outputs, dtype=torch.float64)
     results = []
-    for layer in (ensemble_linear, torch.baddbmm):
-        out = (
-            layer(hidden, weight, bias) if layer is ensemble_linear else layer(bias, hidden, weight)
-        )
+    for out in (ensemble_linear(hidden, weight, bias), torch.baddbmm(bias, hidden, weight)):
         results.append((out, *torch.autograd.grad(out, (hidden, weight, bias), grad)))
     for got, expected in zip(*results, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

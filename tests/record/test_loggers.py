@@ -43,6 +43,12 @@ def read_rows(path: Path) -> list[list[str]]:
         return list(csv.reader(file))
 
 
+def wait_for_next_second() -> None:
+    """TensorBoard event files sort by their name, which starts with the time in seconds: a
+    resumed logger's file must be named after the earlier one's."""
+    time.sleep(1 - time.time() % 1 + 0.01)
+
+
 def solid_video(colors: list[tuple[int, int, int]], size: int = 6) -> torch.Tensor:
     """A [T, 3, size, size] uint8 video whose frame t is filled with colors[t]."""
     video = torch.tensor(colors, dtype=torch.uint8)[:, :, None, None]
@@ -281,8 +287,7 @@ def test_tensorboard_resume_purges_events_logged_after_the_checkpoint(tmp_path):
             killed.log_scalars({"a": float(step), "train/b": -step}, step=step)
             if step == 3:
                 state = killed.state_dict()
-    # Event files sort by their name, which starts with the time in seconds.
-    time.sleep(1 - time.time() % 1 + 0.01)
+    wait_for_next_second()
     with TensorboardLogger("run", log_dir=tmp_path) as resumed:
         resumed.load_state_dict(state)
         for step in range(4, 7):
@@ -310,7 +315,7 @@ def test_tensorboard_resume_logs_hparams_again_only_when_they_changed(tmp_path):
         first.log_hparams(CFG)
         first.log_scalars({"a": 1.0}, step=7)
         state = first.state_dict()
-    time.sleep(1 - time.time() % 1 + 0.01)  # event files sort by their name: the time in seconds
+    wait_for_next_second()
     with TensorboardLogger("run", log_dir=tmp_path) as resumed:  # the same config
         resumed.load_state_dict(state)
         resumed.log_hparams(CFG)
@@ -318,7 +323,7 @@ def test_tensorboard_resume_logs_hparams_again_only_when_they_changed(tmp_path):
         state = resumed.state_dict()
     assert [step for step, _ in hparams_texts()] == [0]
 
-    time.sleep(1 - time.time() % 1 + 0.01)
+    wait_for_next_second()
     with TensorboardLogger("run", log_dir=tmp_path) as extended:  # an override on resume
         extended.load_state_dict(state)
         extended.log_hparams({**CFG, "env": "HalfCheetah-v5"})

@@ -2,10 +2,11 @@
 
 A network class opts in by deriving from :class:`Compilable` (before any other ``nn.Module``
 base) and writing its math in a ``_forward(self, input)`` method; ``Compilable.forward`` runs it
-through :func:`run_compiled` when the instance's ``compiled`` flag is set. Each such method is compiled once per process
-(``dynamic=True``: one graph serves every batch size) and the backward pass is compiled with
-it. Off by default: on CPU at RL sizes the compiled networks measured slower than eager ones
-(``docs/benchmarks.md``); on a GPU, where kernel launches dominate, it may win.
+through :func:`run_compiled` when the instance's ``compiled`` flag is set. Each such method is
+compiled once per process (``dynamic=True``: one graph serves every batch size) and the backward
+pass is compiled with it. Off by default: on CPU at RL sizes the compiled networks measured
+slower than eager ones (``docs/benchmarks.md``); on a GPU, where kernel launches dominate, it may
+win.
 
 Why a flag and a compiled function per class, not ``nn.Module.compile``: that compiles the
 bound call of one instance, and a deep copy (SAC's target critics, a collector's private policy
