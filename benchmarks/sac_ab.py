@@ -3,6 +3,8 @@
 ``--compare denormals``: what flushing denormals saves (``trainer.flush_denormals``).
 ``--compare fused``: what SAC's hand-derived backward pass saves (``loss.fused``), both arms
 flushing denormals.
+``--compare compile``: what compiling the fused path saves (``loss.compile``; the first compiled
+update, which compiles, runs before the timed rounds), both arms fused and flushing denormals.
 
 A ``SACTrainer`` (the speed benchmark's, ``speed.build_trainrl``) trains 1,000 random warm-up
 frames and then ``--frames`` frames with ``flush_denormals=False``, so its Adam moments hold the
@@ -11,7 +13,8 @@ then copied twice; the copies continue, one with each value of the setting, in a
 of ``--chunk`` updates (the order reversed every other round), sampling from the same replay
 buffer. Prints the time per update (loss, backward, Adam step, target update) and per Adam step
 of each, and the share of denormal Adam moments at the end.
-Run: ``python benchmarks/sac_ab.py --compare fused [--env HalfCheetah-v5] [--rounds 10]``.
+Run: ``python benchmarks/sac_ab.py --compare fused [--env HalfCheetah-v5] [--rounds 10]
+[--threads 1]``.
 """
 
 from __future__ import annotations
@@ -48,11 +51,14 @@ class Arm:
     adam_ms: list[float] = field(default_factory=list)
 
 
-def copy_arm(trainer: Any, label: str, flush: bool, fused: bool, lr: float, tau: float) -> Arm:
-    """A deep copy of the trainer's loss and optimizer state (no tensor shared)."""
+def copy_arm(trainer: Any, label: str, flush: bool, path: str, lr: float, tau: float) -> Arm:
+    """A deep copy of the trainer's loss and optimizer state (no tensor shared), whose losses
+    come from ``path``: ``fused``, ``compiled`` (fused, ``compile=True``) or ``autograd``."""
     loss = copy.deepcopy(trainer.loss_module)
-    if not fused:
+    if path == "autograd":
         loss.fused_path, loss.fused_unsupported = None, "fused=False"
+    else:
+        loss.fused_path.compile = path == "compiled"
     optimizer = torch.optim.Adam(loss.parameters(), lr=lr, fused=True)
     optimizer.load_state_dict(copy.deepcopy(trainer.optimizer.state_dict()))
     return Arm(label, flush, loss, optimizer, SoftUpdate(loss, tau=tau))
@@ -90,36 +96,43 @@ def denormal_share(optimizer: torch.optim.Optimizer) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--compare", choices=["denormals", "fused"], default="denormals")
+    parser.add_argument("--compare", choices=["denormals", "fused", "compile"], default="denormals")
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument(
         "--frames", type=int, default=2000, help="frames trained after the warm-up, before the A/B"
     )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--chunk", type=int, default=100, help="updates per turn")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
     if not torch.set_flush_denormal(True):
         raise SystemExit("this CPU cannot flush denormals (torch.set_flush_denormal is False)")
     torch.set_flush_denormal(False)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     settings = SAC
-    trainer, _ = build_trainrl(Case("trainrl", "sac", args.env, 1, args.frames), settings)
+    case = Case("trainrl", "sac", args.env, args.threads, args.frames)
+    trainer, _ = build_trainrl(case, settings, compile=False)
     trainer.flush_denormals = False
     trainer.train()
-    arm_settings = (
-        [("flush denormals", True, True), ("keep denormals", False, True)]
-        if args.compare == "denormals"
-        else [("fused", True, True), ("autograd", True, False)]
-    )
+    arm_settings = {
+        "denormals": [("flush denormals", True, "fused"), ("keep denormals", False, "fused")],
+        "fused": [("fused", True, "fused"), ("autograd", True, "autograd")],
+        "compile": [("compiled", True, "compiled"), ("fused", True, "fused")],
+    }[args.compare]
     arms = [
-        copy_arm(trainer, label, flush, fused, settings.lr, settings.tau)
-        for label, flush, fused in arm_settings
+        copy_arm(trainer, label, flush, path, settings.lr, settings.tau)
+        for label, flush, path in arm_settings
     ]
+    for arm in arms:  # compiles the compiled arm's update
+        run_chunk(arm, trainer.replay_buffer, 1)
+        arm.update_ms.clear()
+        arm.adam_ms.clear()
     for round_index in range(args.rounds):
         for arm in arms if round_index % 2 else arms[::-1]:
             run_chunk(arm, trainer.replay_buffer, args.chunk)
     print(f"{args.env}: SAC updates after {trainer.state.frames} frames, "
-          f"{args.rounds} rounds x {args.chunk} updates per copy, torch threads = 1\n")  # fmt: skip
+          f"{args.rounds} rounds x {args.chunk} updates per copy, "
+          f"torch threads = {args.threads}\n")  # fmt: skip
     print("| arm | ms per update (median) | ms per Adam step (median) | "
           "denormal Adam moments at the end |")  # fmt: skip
     print("| --- | ---: | ---: | ---: |")

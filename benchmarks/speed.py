@@ -229,8 +229,12 @@ def run_trainrl(case: Case, settings: PPOSettings | SACSettings, marks: Marks) -
     trainer.train()
 
 
-def build_trainrl(case: Case, settings: PPOSettings | SACSettings) -> tuple[Any, int]:
-    """The trainer for ``case`` and the frame count at which its timed window starts."""
+def build_trainrl(
+    case: Case, settings: PPOSettings | SACSettings, compile: bool = True
+) -> tuple[Any, int]:
+    """The trainer for ``case`` and the frame count at which its timed window starts.
+
+    ``compile``: SAC's ``loss.compile``, on by default on CPU as in the configs."""
     import torch
 
     from trainers.algorithms import PPOTrainer, SACTrainer
@@ -294,7 +298,9 @@ def build_trainrl(case: Case, settings: PPOSettings | SACSettings) -> tuple[Any,
     batch = math.gcd(SAC_TRAINRL_BATCH, case.timed_frames, start)
     actor = make_tanh_normal_actor(env, num_cells=cells, activation_class="relu")
     qvalue = make_qvalue_network(env, num_cells=cells, activation_class="relu")
-    loss = SACLoss(actor, qvalue, gamma=settings.gamma, action_spec=env.action_spec)
+    loss = SACLoss(
+        actor, qvalue, gamma=settings.gamma, action_spec=env.action_spec, compile=compile
+    )
     trainer = SACTrainer(
         collector=SyncDataCollector(
             env,

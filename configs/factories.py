@@ -174,6 +174,7 @@ def make_sac_trainer(
         actor,
         qvalue,
         action_spec=env.action_spec,
+        compile=build.device.type == "cpu" if loss_module.compile is None else loss_module.compile,
         **_target_entropy(loss_module.target_entropy),
     )
     buffer = build.component("replay_buffer", replay_buffer)

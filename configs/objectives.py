@@ -29,6 +29,9 @@ class SACLossConfig:
     ``fused``: compute the losses' gradients with SAC's hand-derived backward pass
     (``trainers.objectives.sac_fused``) where the networks are MLPs with ReLU or tanh, as the SAC
     configs build them: the same values and gradients as autograd, in fewer operations.
+    ``compile``: run that path through ``torch.compile`` (``SACLoss(compile=...)``); null, the
+    default, compiles on CPU, where it measured faster, and not on accelerators, where it has not
+    been measured.
     """
 
     _target_: str = "trainers.objectives.SACLoss"
@@ -40,6 +43,7 @@ class SACLossConfig:
     target_entropy: str = "auto"  # "auto" = -action_dim, or a number as a string
     loss_function: str = checked("l2", one_of("l2", "smooth_l1"))
     fused: bool = True
+    compile: bool | None = None  # None: on CPU only
 
 
 @dataclass(kw_only=True)

@@ -100,6 +100,7 @@ def test_sac_config_instantiates_with_published_defaults(tmp_path, monkeypatch):
     assert trainer.flush_denormals  # on by default (README: denormals)
     loss = trainer.loss_module
     assert loss.fused_path is not None, loss.fused_unsupported  # the default networks fuse
+    assert loss.fused_path.compile  # loss.compile=null: compiled on CPU
     hidden = [
         m.out_features
         for m in trainer.loss_module.actor_network.network
@@ -130,6 +131,12 @@ def test_sac_fused_losses_can_be_switched_off(tmp_path, monkeypatch):
     trainer = instantiate(cfg.trainer)
     loss = trainer.loss_module
     assert loss.fused_path is None and loss.fused_unsupported == "fused=False"
+    trainer.collector.shutdown()
+    trainer = instantiate(
+        _compose("sac", "loss.compile=false", "trainer.progress_bar=false").trainer
+    )
+    assert trainer.loss_module.fused_path is not None
+    assert not trainer.loss_module.fused_path.compile
     trainer.collector.shutdown()
     cfg = _compose(
         "sac", "networks.policy_network.activation_class=elu", "trainer.progress_bar=false"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -162,6 +165,85 @@ def test_fused_float32_at_the_published_sizes():
     autograd.fused_path = None
     td = _batch((256,), torch.float32, observation_dim=17, action_dim=6)
     _assert_same(fused, autograd, td, rtol=2e-4, atol=2e-6)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"batch_shape": (64,)},
+        {"activation": nn.Tanh, "state_independent_scale": True, "scale_mapping": "exp",
+         "loss_function": "smooth_l1", "batch_shape": (4, 16), "weighted": True},
+    ],
+)  # fmt: skip
+def test_compiled_fused_path_equals_autograd(settings):
+    """``compile=True``: one compiled graph (every critic on every row), same draws."""
+    settings = dict(settings)
+    shape, weighted = settings.pop("batch_shape"), settings.pop("weighted", False)
+    fused, autograd = _pair(compile=True, **settings)
+    td = _batch(shape)
+    if weighted:
+        td[PRIORITY_WEIGHT] = torch.rand(shape, dtype=torch.float64)
+    _assert_same(fused, autograd, td, rtol=1e-9, atol=1e-11)
+    assert fused.fused_path.compile and fused.fused_path._compiled is not None
+
+
+def test_compiled_path_without_a_cxx_compiler_warns_and_runs_eagerly(tmp_path):
+    """A real failure: no C++ compiler (``CXX``) and an empty inductor cache."""
+    script = """
+import warnings
+import torch
+from tensordict import TensorDict
+from trainers.modules import MLP, EnsembleQValueNetwork, TanhNormalActor
+from trainers.objectives import SACLoss
+
+torch.manual_seed(0)
+actor = TanhNormalActor(MLP(3, 2, [8]), low=-torch.ones(1), high=torch.ones(1))
+loss = SACLoss(actor, EnsembleQValueNetwork(3, 1, [8]), compile=True)
+td = TensorDict({"observation": torch.randn(5, 3), "action": torch.rand(5, 1),
+    "next": {"observation": torch.randn(5, 3), "reward": torch.randn(5, 1),
+             "terminated": torch.zeros(5, 1, dtype=torch.bool)}}, batch_size=[5])
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    out = loss(td)
+out["loss_actor"].backward()
+ours = [str(w.message) for w in caught if "loss.compile" in str(w.message)]
+print(len(ours), ours[0].split(":")[0], loss.fused_path.compile)
+"""
+    env = {
+        **os.environ,
+        "CXX": str(tmp_path / "no-such-g++"),
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[-2] == "1 SACLoss(compile=True) (loss.compile) False"
+
+
+def test_gradients_scale_with_the_losses_incoming_gradients():
+    """The gradients computed in the forward pass, for a gradient of one on each loss, are
+    scaled in the backward pass; a retained graph gives them again."""
+    fused, autograd = _pair()
+    td = _batch((32,))
+    grads = []
+    for loss in (fused, autograd):
+        torch.manual_seed(5)
+        out = loss(td.clone())
+        total = 3.0 * out["loss_actor"] - 0.5 * out["loss_qvalue"]
+        total.backward(retain_graph=True)
+        total.backward()
+        grads.append({name: p.grad for name, p in loss.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 2
+    for name, grad in grads[1].items():
+        torch.testing.assert_close(grads[0][name], grad, rtol=1e-10, atol=1e-12, msg=name)
+    with torch.no_grad():  # values without gradients
+        torch.manual_seed(5)
+        values = fused(td.clone())
+    torch.manual_seed(5)
+    expected = autograd(td.clone())
+    for key in ("loss_actor", "loss_qvalue"):
+        torch.testing.assert_close(values[key], expected[key], rtol=1e-10, atol=1e-12)
 
 
 def test_exp_scale_clamped_at_its_lower_bound_gets_no_gradient():

@@ -16,19 +16,32 @@ against autograd). What differs is the work:
 * no autograd graph is recorded, activations run in place, and the saved activations are the
   forward pass's own tensors.
 
+The gradients are computed in the forward pass, for a gradient of one on each loss (when grad
+mode is on and some parameter requires a gradient); the backward pass scales them by the losses'
+incoming gradients, which they are linear in. The whole computation is one function of tensors,
+so ``SACLoss(compile=True)`` runs it through ``torch.compile`` as one graph: inductor fuses the
+elementwise work around the matrix products, and on CPU its C++ wrapper calls the kernels
+without Python in between (``docs/benchmarks.md``). A compiled graph cannot hold the row counts
+of the actor loss's backward below, which depend on the data, so compiled it runs every critic
+on every row, as an accelerator does.
+
 Limits: no second-order gradients (``create_graph``) and no ``torch.func`` transforms through
 the losses (``SACLoss(fused=False)`` for those). The two losses may be backpropagated in
-separate calls; a backward pass that reads a parameter changed in place since the forward pass
-(an optimizer step) is an error, as autograd's is.
+separate calls; a backward pass after a parameter it depends on was changed in place since the
+forward pass (an optimizer step) is an error, as autograd's is.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tensordict import TensorDictBase
 from torch import nn
+from torch._dynamo.exc import BackendCompilerFailed
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from trainers.keys import (
@@ -108,8 +121,11 @@ def _mlp_layers(actor: TanhNormalActor) -> tuple[list[nn.Linear], str] | str:
     return linears, _ACTIVATIONS[next(iter(kinds), nn.ReLU)]
 
 
-def fused_sac_plan(actor: nn.Module, qvalue: nn.Module, target_qvalue: nn.Module) -> FusedSAC | str:
-    """The fused path for these networks, or the reason it does not apply."""
+def fused_sac_plan(
+    actor: nn.Module, qvalue: nn.Module, target_qvalue: nn.Module, compile: bool = False
+) -> FusedSAC | str:
+    """The fused path for these networks (run through ``torch.compile`` with ``compile``), or
+    the reason it does not apply."""
     if type(actor) is not TanhNormalActor:
         return f"the actor is a {type(actor).__name__}, not a TanhNormalActor"
     mlp = _mlp_layers(actor)
@@ -126,7 +142,7 @@ def fused_sac_plan(actor: nn.Module, qvalue: nn.Module, target_qvalue: nn.Module
         return "the critics' activation is not ReLU or Tanh"
     if _hooked(qvalue):
         return "the critics have module hooks"
-    return FusedSAC(actor, mlp[0], mlp[1], qvalue, target_qvalue.network, critic_kind)
+    return FusedSAC(actor, mlp[0], mlp[1], qvalue, target_qvalue.network, critic_kind, compile)
 
 
 @dataclass
@@ -168,6 +184,7 @@ class FusedSAC:
         qvalue: EnsembleQValueNetwork,
         target_critic: EnsembleMLP,
         critic_activation: str,
+        compile: bool = False,
     ) -> None:
         self.actor = actor
         self.actor_network: nn.Module = actor.network
@@ -177,6 +194,8 @@ class FusedSAC:
         self.critic: EnsembleMLP = qvalue.network
         self.target_critic = target_critic
         self.critic_activation = critic_activation
+        self.compile = compile
+        self._compiled: Callable[..., _Computed] | None = None
 
     def serves(self, actor: nn.Module, qvalue: nn.Module, target_qvalue: nn.Module) -> bool:
         """Whether these are still the networks it was built for, uncompiled
@@ -200,6 +219,39 @@ class FusedSAC:
         if self.actor.raw_scale is not None:
             params.append(self.actor.raw_scale)
         return [*params, *self.critic.weights, *self.critic.biases]
+
+    @property
+    def actor_param_count(self) -> int:
+        """How many of :meth:`parameters` are the actor's (they come first)."""
+        return 2 * len(self.actor_layers) + (self.actor.raw_scale is not None)
+
+    def compute(
+        self, settings: _Settings, noise: torch.Tensor, params: tuple[torch.Tensor, ...]
+    ) -> _Computed:
+        """``_losses_and_gradients``, through ``torch.compile`` when ``compile`` is set.
+
+        A compiler that cannot build the graph (no C++ compiler on the machine, say) leaves a
+        warning and the eager computation for the rest of the run.
+        """
+        if self.compile and self._compiled is None:
+            # On CPU the C++ wrapper calls the kernels without Python between them.
+            cpu = noise.device.type == "cpu"
+            options: dict[str, str | int | bool | Callable[..., Any]] = {"cpp_wrapper": cpu}
+            self._compiled = torch.compile(
+                _losses_and_gradients, fullgraph=True, dynamic=False, options=options
+            )
+        if self._compiled is not None:
+            try:
+                return self._compiled(settings, noise, params, False)
+            except BackendCompilerFailed as error:
+                warnings.warn(
+                    f"SACLoss(compile=True) (loss.compile): torch.compile failed, the losses run "
+                    f"eagerly from here on: {error}",
+                    stacklevel=2,
+                )
+                self.compile, self._compiled = False, None
+        row_split = noise.device.type in ROW_SPLIT_DEVICES
+        return _losses_and_gradients(settings, noise, params, row_split)
 
     def __call__(
         self, tensordict: TensorDictBase, alpha: torch.Tensor, gamma: float, loss_function: str
@@ -234,7 +286,7 @@ class FusedSAC:
         )
         if any(tensor.requires_grad for tensor in inputs):
             return None
-        settings = _Settings(self, batch, alpha, gamma, loss_function)
+        settings = _Settings(self, batch, alpha, gamma, loss_function, torch.is_grad_enabled())
         loss_actor, loss_qvalue, log_prob, q, target, td_error = _SACLosses.apply(
             settings, *self.parameters()
         )
@@ -257,6 +309,9 @@ class _Settings:
     alpha: torch.Tensor
     gamma: float
     loss_function: str
+    gradients: bool  # grad mode was on at the call: compute the gradients
+    actor_gradients: bool = True  # the actor's parameters require them
+    critic_gradients: bool = True  # the critics' do
 
 
 @dataclass
@@ -275,11 +330,9 @@ class _ActorPass:
 
 @dataclass
 class _Saved:
-    """What the backward pass reads from the forward pass."""
+    """What the gradients read from the forward pass."""
 
     settings: _Settings
-    params: tuple[torch.Tensor, ...]
-    versions: list[int]
     actor: _ActorPass
     critic_input: torch.Tensor  # [(s, a); (s, a~pi)]
     critic_hidden: list[torch.Tensor]
@@ -317,7 +370,19 @@ def _ensemble_forward(
     return hidden, ensemble_linear(h, weights[last], biases[last])
 
 
-def _actor_pass(fused: FusedSAC, batch: _Batch, raw_scale: torch.Tensor | None) -> _ActorPass:
+def _draw_noise(batch: _Batch, action_dim: int, like: torch.Tensor) -> torch.Tensor:
+    """The actor's standard-normal draws for ``[s'; s]``, outside any compiled graph: the
+    autograd path's draws, ``s'`` first, then ``s``."""
+    size = batch.observation.shape[0]
+    noise = torch.empty(2 * size, action_dim, dtype=like.dtype, device=like.device)
+    noise[:size].normal_()
+    noise[size:].normal_()
+    return noise
+
+
+def _actor_pass(
+    fused: FusedSAC, batch: _Batch, raw_scale: torch.Tensor | None, noise: torch.Tensor
+) -> _ActorPass:
     """Samples ``a' ~ pi(.|s')`` and ``a ~ pi(.|s)`` from one pass of the actor."""
     actor = fused.actor
     inputs = torch.cat((batch.next_actor_input, batch.actor_input))
@@ -327,10 +392,6 @@ def _actor_pass(fused: FusedSAC, batch: _Batch, raw_scale: torch.Tensor | None) 
     else:
         loc, raw = output, raw_scale
     scale = actor.map_scale(raw).expand_as(loc)
-    noise = torch.empty(loc.shape, dtype=loc.dtype, device=loc.device)
-    size = batch.observation.shape[0]
-    noise[:size].normal_()  # the autograd path's draws: s' first, then s
-    noise[size:].normal_()
     pre_tanh = torch.addcmul(loc, scale, noise)
     squashed = torch.tanh(pre_tanh)
     center, half_range, log_const = actor.squash_constants
@@ -339,54 +400,87 @@ def _actor_pass(fused: FusedSAC, batch: _Batch, raw_scale: torch.Tensor | None) 
     return _ActorPass(inputs, hidden, raw, scale, noise, squashed, action, log_prob)
 
 
+# (loss_actor, loss_qvalue, log_prob, q, target, td_error), and the gradients of the losses for
+# a gradient of one on each: the actor's parameters' from loss_actor, the critics' from
+# loss_qvalue (None where not computed), in FusedSAC.parameters() order.
+_Computed = tuple[tuple[torch.Tensor, ...], list[torch.Tensor | None]]
+
+
+def _losses_and_gradients(
+    settings: _Settings, noise: torch.Tensor, params: tuple[torch.Tensor, ...], row_split: bool
+) -> _Computed:
+    """The losses and their gradients: one function of tensors, eager or compiled."""
+    fused, batch, alpha = settings.fused, settings.batch, settings.alpha
+    size = batch.observation.shape[0]
+    count = fused.actor_param_count
+    actor = _actor_pass(
+        fused, batch, params[count - 1] if fused.actor.raw_scale is not None else None, noise
+    )
+
+    # The target critics on (s', a'), the critics on [(s, a); (s, a~pi)].
+    target_input = torch.cat((batch.next_observation, actor.action[:size]), dim=-1)
+    _, next_q = _ensemble_forward(target_input, fused.target_critic, fused.critic_activation)
+    next_value = next_q.min(0).values - alpha * actor.log_prob[:size].unsqueeze(-1)
+    target = td0_return_estimate(settings.gamma, next_value, batch.reward, batch.terminated)
+    critic_input = torch.cat(
+        (batch.observation.repeat(2, 1), torch.cat((batch.action, actor.action[size:]))), dim=-1
+    )
+    critic_hidden, q_all = _ensemble_forward(critic_input, fused.critic, fused.critic_activation)
+    q, q_pi = q_all[:, :size], q_all[:, size:]
+
+    error = q - target
+    per_sample = distance_loss(q, target.expand_as(q), settings.loss_function).sum(0)
+    weight = batch.weight
+    loss_qvalue = per_sample.mean() if weight is None else (per_sample * weight).mean()
+    td_error = error.abs().max(0).values.squeeze(-1)
+    q_pi_min, q_pi_index = q_pi.min(0)
+    log_prob = actor.log_prob[size:]
+    loss_actor = (alpha * log_prob - q_pi_min.squeeze(-1)).mean()
+    outputs = (loss_actor, loss_qvalue, log_prob, q, target, td_error)
+
+    grads: list[torch.Tensor | None] = [None] * len(params)
+    if not settings.gradients:
+        return outputs, grads
+    saved = _Saved(settings, actor, critic_input, critic_hidden, error, q_pi_index)
+    critic_params = params[count:]
+    if settings.critic_gradients:
+        grads[count:] = _critic_backward(saved, critic_params)
+    if settings.actor_gradients:
+        action_grad = _action_grad(saved, critic_params, row_split)
+        grads[:count] = _actor_backward(saved, params[:count], action_grad)
+    return outputs, grads
+
+
+@dataclass
+class _Gradients:
+    """What the backward pass reads: the gradients for a gradient of one on each loss, and the
+    parameters with their versions at the forward pass."""
+
+    params: tuple[torch.Tensor, ...]
+    versions: list[int]
+    grads: list[torch.Tensor | None]
+    actor_count: int
+
+
 class _SACLosses(torch.autograd.Function):
-    """Forward: the SAC losses. Backward: their gradients, derived by hand (module docstring)."""
+    """Forward: the SAC losses and their gradients. Backward: those gradients, scaled by the
+    losses' incoming gradients (module docstring)."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, settings: _Settings, *params: torch.Tensor) -> tuple:
-        fused, batch, alpha = settings.fused, settings.batch, settings.alpha
+        fused = settings.fused
         ctx.set_materialize_grads(False)
-        size = batch.observation.shape[0]
-        actor_count = len(fused.actor_layers) * 2
-        actor = _actor_pass(
-            fused, batch, params[actor_count] if fused.actor.raw_scale is not None else None
+        count = fused.actor_param_count
+        needs = ctx.needs_input_grad[1:]  # type: ignore[attr-defined]
+        settings.actor_gradients = any(needs[:count])
+        settings.critic_gradients = any(needs[count:])
+        noise = _draw_noise(settings.batch, fused.actor.low.numel(), params[0])
+        outputs, grads = fused.compute(settings, noise, params)
+        ctx.saved = _Gradients(  # type: ignore[attr-defined]
+            params, [p._version for p in params], grads, count
         )
-
-        # The target critics on (s', a'), the critics on [(s, a); (s, a~pi)].
-        target_input = torch.cat((batch.next_observation, actor.action[:size]), dim=-1)
-        _, next_q = _ensemble_forward(target_input, fused.target_critic, fused.critic_activation)
-        next_value = next_q.min(0).values - alpha * actor.log_prob[:size].unsqueeze(-1)
-        target = td0_return_estimate(settings.gamma, next_value, batch.reward, batch.terminated)
-        critic_input = torch.cat(
-            (batch.observation.repeat(2, 1), torch.cat((batch.action, actor.action[size:]))), dim=-1
-        )
-        critic_hidden, q_all = _ensemble_forward(
-            critic_input, fused.critic, fused.critic_activation
-        )
-        q, q_pi = q_all[:, :size], q_all[:, size:]
-
-        error = q - target
-        per_sample = distance_loss(q, target.expand_as(q), settings.loss_function).sum(0)
-        weight = batch.weight
-        loss_qvalue = per_sample.mean() if weight is None else (per_sample * weight).mean()
-        td_error = error.abs().max(0).values.squeeze(-1)
-        q_pi_min, q_pi_index = q_pi.min(0)
-        log_prob = actor.log_prob[size:]
-        loss_actor = (alpha * log_prob - q_pi_min.squeeze(-1)).mean()
-
-        ctx.saved = _Saved(  # type: ignore[attr-defined]
-            settings,
-            params,
-            [p._version for p in params],
-            actor,
-            critic_input,
-            critic_hidden,
-            error,
-            q_pi_index,
-        )
-        outputs = (log_prob, q, target, td_error)
-        ctx.mark_non_differentiable(*outputs)
-        return loss_actor, loss_qvalue, *outputs
+        ctx.mark_non_differentiable(*outputs[2:])
+        return outputs
 
     @staticmethod
     @once_differentiable
@@ -396,45 +490,38 @@ class _SACLosses(torch.autograd.Function):
         grad_qvalue: torch.Tensor | None,
         *_: object,
     ) -> tuple:
-        saved: _Saved = ctx.saved  # type: ignore[attr-defined]
-        params = saved.params
-        fused = saved.settings.fused
-        actor_count = len(fused.actor_layers) * 2 + (fused.actor.raw_scale is not None)
-        needs = ctx.needs_input_grad[1:]  # type: ignore[attr-defined]
-        actor_grad = grad_actor if any(needs[:actor_count]) else None
-        critic_grad = grad_qvalue if any(needs[actor_count:]) else None
-        # Both backward passes read the critics' weights, the actor loss's the actor's too.
-        read = 0 if actor_grad is not None else actor_count
-        if [p._version for p in params[read:]] != saved.versions[read:]:
+        saved: _Gradients = ctx.saved  # type: ignore[attr-defined]
+        count = saved.actor_count
+        actor_grads, critic_grads = saved.grads[:count], saved.grads[count:]
+        if actor_grads[0] is None:
+            grad_actor = None
+        if critic_grads[0] is None:
+            grad_qvalue = None
+        # Both gradients depend on the critics' weights, the actor loss's on the actor's too.
+        read = 0 if grad_actor is not None else count
+        if [p._version for p in saved.params[read:]] != saved.versions[read:]:
             raise RuntimeError(
                 "SACLoss (fused): a network parameter that this backward pass reads was modified "
                 "in place after the losses' forward pass (an optimizer step?); compute the "
                 "losses again after the step, or backpropagate both before stepping."
             )
-        grads: list[torch.Tensor | None] = [None] * len(params)
-        critic_params = params[actor_count:]
-        if critic_grad is not None:
-            grads[actor_count:] = _critic_backward(saved, critic_params, critic_grad)
-        if actor_grad is not None:
-            action_grad = _action_grad(saved, critic_params, actor_grad)
-            grads[:actor_count] = _actor_backward(
-                saved, params[:actor_count], action_grad, actor_grad
-            )
+        grads: list[torch.Tensor | None] = [None] * len(saved.params)
+        if grad_qvalue is not None:
+            grads[count:] = torch._foreach_mul(critic_grads, grad_qvalue)  # type: ignore[arg-type]
+        if grad_actor is not None:
+            grads[:count] = torch._foreach_mul(actor_grads, grad_actor)  # type: ignore[arg-type]
         return None, *grads
 
 
-def _critic_backward(
-    saved: _Saved, params: tuple[torch.Tensor, ...], grad_qvalue: torch.Tensor
-) -> list[torch.Tensor]:
+def _critic_backward(saved: _Saved, params: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
     """The critics' weight and bias gradients of the critic loss (its rows of the stacked pass)."""
     size, settings = saved.size, saved.settings
     layers = len(params) // 2
     weights = params[:layers]
     error = saved.error
     grad = 2.0 * error if settings.loss_function == "l2" else error.clamp(-1.0, 1.0)
-    scaled = grad_qvalue / size
     weight = settings.batch.weight
-    grad = grad * (scaled if weight is None else weight * scaled)  # d loss / d Q_i(s, a)
+    grad = grad * (1.0 / size if weight is None else weight / size)  # d loss / d Q_i(s, a)
     hidden = [h[:, :size] for h in saved.critic_hidden]
     inputs = saved.critic_input[:size].expand(len(weights[0]), -1, -1)
     weight_grads: list[torch.Tensor] = []
@@ -462,27 +549,27 @@ def _critic_backward(
 ROW_SPLIT_DEVICES = ("cpu",)
 
 
-def _action_grad(
-    saved: _Saved, params: tuple[torch.Tensor, ...], grad_actor: torch.Tensor
-) -> torch.Tensor:
-    """``d loss_actor / d a~pi`` through ``min_i Q_i(s, a~pi)``, the critics' weights fixed."""
+def _action_grad(saved: _Saved, params: tuple[torch.Tensor, ...], row_split: bool) -> torch.Tensor:
+    """``d loss_actor / d a~pi`` through ``min_i Q_i(s, a~pi)``, the critics' weights fixed;
+    with ``row_split``, each critic only on the rows where it is the smaller one."""
     size, kind = saved.size, saved.settings.fused.critic_activation
     layers = len(params) // 2
     weights = params[:layers]
     hidden = [h[:, size:] for h in saved.critic_hidden]
     smaller = saved.q_pi_index.squeeze(-1)  # [B]: the critic min() picked at each row
     action_dim = saved.actor.noise.shape[-1]
-    output_grad = grad_actor / -size  # d loss_actor / d min_i Q_i(s, a~pi), every row
-    if smaller.device.type not in ROW_SPLIT_DEVICES:
+    output_grad = -1.0 / size  # d loss_actor / d min_i Q_i(s, a~pi), every row
+    dtype = weights[0].dtype
+    if not row_split:
         members = torch.arange(len(weights[0]), device=smaller.device).view(-1, 1, 1)
-        grad = (members == smaller.view(1, -1, 1)) * output_grad  # [members, B, 1]
+        grad = (members == smaller.view(1, -1, 1)).to(dtype) * output_grad  # [members, B, 1]
         for i in reversed(range(1, layers)):
             grad = _layer_backward(kind, grad, weights[i], hidden[i - 1])
         return torch.bmm(grad, weights[0][:, -action_dim:].transpose(1, 2)).sum(0)
-    action_grad = torch.empty(size, action_dim, dtype=grad_actor.dtype, device=smaller.device)
+    action_grad = torch.empty(size, action_dim, dtype=dtype, device=smaller.device)
     for member in range(len(weights[0])):
         rows = (smaller == member).nonzero().squeeze(-1)
-        grad = output_grad.expand(len(rows), 1)
+        grad = torch.full((len(rows), 1), output_grad, dtype=dtype, device=smaller.device)
         for i in reversed(range(1, layers)):
             grad = _layer_backward(kind, grad, weights[i][member], hidden[i - 1][member, rows])
         action_grad.index_copy_(0, rows, torch.mm(grad, weights[0][member, -action_dim:].t()))
@@ -490,10 +577,7 @@ def _action_grad(
 
 
 def _actor_backward(
-    saved: _Saved,
-    params: tuple[torch.Tensor, ...],
-    action_grad: torch.Tensor,
-    grad_actor: torch.Tensor,
+    saved: _Saved, params: tuple[torch.Tensor, ...], action_grad: torch.Tensor
 ) -> list[torch.Tensor]:
     """The actor's gradients of ``loss_actor = mean(alpha * log_prob - min_i Q_i(s, a~pi))``."""
     size, fused, passed = saved.size, saved.settings.fused, saved.actor
@@ -501,7 +585,7 @@ def _actor_backward(
     squashed = passed.squashed[size:]
     # d log_prob / d pre_tanh = 2 tanh(pre_tanh) (the tanh correction; the normal's term moves
     # with the sample), d action / d pre_tanh = half_range * (1 - tanh^2).
-    log_prob_grad = saved.settings.alpha * (grad_actor / size)
+    log_prob_grad = saved.settings.alpha / size
     _, half_range, _ = actor.squash_constants
     pre_tanh_grad = torch.addcmul(
         squashed * (2.0 * log_prob_grad),
