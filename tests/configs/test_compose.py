@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import configs  # noqa: F401  (registers the schemas)
+from configs.factories import resolve_loss_compile
 from configs.validation import ConfigError
 from tests.integration.runner import ROOT
 from trainers.algorithms import PPOTrainer, SACTrainer
@@ -138,6 +140,12 @@ def test_sac_fused_losses_can_be_switched_off(tmp_path, monkeypatch):
     assert trainer.loss_module.fused_path is not None
     assert not trainer.loss_module.fused_path.compile
     trainer.collector.shutdown()
+
+
+def test_loss_compile_null_means_on_for_cpu_only():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_loss_compile(None, cpu) and not resolve_loss_compile(None, cuda)
+    assert resolve_loss_compile(True, cuda) and not resolve_loss_compile(False, cpu)
     cfg = _compose(
         "sac", "networks.policy_network.activation_class=elu", "trainer.progress_bar=false"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 from torch import nn
+from torch._dynamo.utils import counters
 
 from trainers.keys import (
     ACTION,
@@ -154,16 +156,21 @@ def test_fused_handles_priority_weights_and_batch_dims():
     assert fused(td.clone())["loss_qvalue"].shape == ()
 
 
-def test_fused_float32_at_the_published_sizes():
-    """HalfCheetah's sizes: 17 observations, 6 actions, 256x256 networks, batch 256."""
+@pytest.mark.parametrize("compile", [False, True])
+def test_fused_float32_at_the_published_sizes(compile):
+    """HalfCheetah's sizes: 17 observations, 6 actions, 256x256 networks, batch 256, eager and
+    compiled (what training on CPU runs)."""
     torch.manual_seed(0)
     actor = TanhNormalActor(
         MLP(17, 12, [256, 256], activation_class=nn.ReLU), low=-torch.ones(6), high=torch.ones(6)
     )
-    fused = SACLoss(actor, EnsembleQValueNetwork(17, 6, [256, 256]))
+    fused = SACLoss(actor, EnsembleQValueNetwork(17, 6, [256, 256]), compile=compile)
     autograd = copy.deepcopy(fused)
     autograd.fused_path = None
     td = _batch((256,), torch.float32, observation_dim=17, action_dim=6)
+    if compile:
+        _run(fused, td)  # compiles
+        fused.zero_grad()
     _assert_same(fused, autograd, td, rtol=2e-4, atol=2e-6)
 
 
@@ -183,8 +190,55 @@ def test_compiled_fused_path_equals_autograd(settings):
     td = _batch(shape)
     if weighted:
         td[PRIORITY_WEIGHT] = torch.rand(shape, dtype=torch.float64)
+    counters.clear()
     _assert_same(fused, autograd, td, rtol=1e-9, atol=1e-11)
-    assert fused.fused_path.compile and fused.fused_path._compiled is not None
+    assert counters["stats"]["unique_graphs"] == 1  # dynamo captured (and ran) one graph
+    assert fused.fused_path.compile
+
+
+def test_a_compiled_loss_compiles_once_and_runs_other_calls_eagerly():
+    """Other batch sizes (a last partial batch), ``no_grad`` and a frozen actor would each
+    need a graph of their own, and a tenth graph would hit dynamo's recompile limit: they run
+    eagerly, with autograd's results."""
+    fused, autograd = _pair(compile=True)
+    counters.clear()
+    _assert_same(fused, autograd, _batch((16,)), rtol=1e-9, atol=1e-11)
+    for size in range(3, 13):
+        _assert_same(fused, autograd, _batch((size,)), rtol=1e-9, atol=1e-11)
+        fused.zero_grad(), autograd.zero_grad()
+    td = _batch((16,))
+    with torch.no_grad():
+        torch.manual_seed(2)
+        values = fused(td.clone())
+    torch.manual_seed(2)
+    expected = autograd(td.clone())
+    torch.testing.assert_close(values["loss_actor"], expected["loss_actor"], rtol=0, atol=1e-11)
+    for loss in (fused, autograd):
+        loss.actor_network.requires_grad_(False)
+    out_f, _, grads_f = _run(fused, td)
+    out_a, _, grads_a = _run(autograd, td)
+    assert _ran_fused(out_f)
+    torch.testing.assert_close(out_f["loss_qvalue"], out_a["loss_qvalue"], rtol=1e-9, atol=0)
+    for name, grad in grads_a.items():
+        if name.startswith("actor_network."):
+            assert grad is None and grads_f[name] is None, name
+        else:
+            torch.testing.assert_close(grads_f[name], grad, rtol=1e-9, atol=1e-11, msg=name)
+    assert counters["stats"]["unique_graphs"] == 1
+    assert fused.fused_path.compile  # no failure on the way
+
+
+def test_a_compiled_loss_pickles_and_copies():
+    """The compiled function stays behind when pickled; the copy compiles its own."""
+    fused, autograd = _pair(compile=True)
+    td = _batch((16,))
+    _run(fused, td)
+    copied = pickle.loads(pickle.dumps(fused))
+    assert copied.fused_path.compile and copied.fused_path._compiled is None
+    deep = copy.deepcopy(fused)
+    for loss in (copied, deep):
+        _assert_same(loss, autograd, td, rtol=1e-9, atol=1e-11)
+        autograd.zero_grad()
 
 
 def test_compiled_path_without_a_cxx_compiler_warns_and_runs_eagerly(tmp_path):
@@ -199,15 +253,21 @@ from trainers.objectives import SACLoss
 torch.manual_seed(0)
 actor = TanhNormalActor(MLP(3, 2, [8]), low=-torch.ones(1), high=torch.ones(1))
 loss = SACLoss(actor, EnsembleQValueNetwork(3, 1, [8]), compile=True)
+eager = SACLoss(actor, EnsembleQValueNetwork(3, 1, [8]), compile=False)
+eager.load_state_dict(loss.state_dict())
 td = TensorDict({"observation": torch.randn(5, 3), "action": torch.rand(5, 1),
     "next": {"observation": torch.randn(5, 3), "reward": torch.randn(5, 1),
              "terminated": torch.zeros(5, 1, dtype=torch.bool)}}, batch_size=[5])
+torch.manual_seed(1)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    out = loss(td)
+    out = loss(td)  # the compile fails, this call runs eagerly
 out["loss_actor"].backward()
 ours = [str(w.message) for w in caught if "loss.compile" in str(w.message)]
-print(len(ours), ours[0].split(":")[0], loss.fused_path.compile)
+torch.manual_seed(1)
+expected = eager(td)
+same = all(torch.equal(out[k], expected[k]) for k in ("loss_actor", "loss_qvalue"))
+print(len(ours), ours[0].split(":")[0], loss.fused_path.compile, same)
 """
     env = {
         **os.environ,
@@ -218,7 +278,7 @@ print(len(ours), ours[0].split(":")[0], loss.fused_path.compile)
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split("\n")[-2] == "1 SACLoss(compile=True) (loss.compile) False"
+    assert result.stdout.split("\n")[-2] == "1 SACLoss(compile=True) (loss.compile) False True"
 
 
 def test_gradients_scale_with_the_losses_incoming_gradients():
@@ -237,13 +297,27 @@ def test_gradients_scale_with_the_losses_incoming_gradients():
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 2
     for name, grad in grads[1].items():
         torch.testing.assert_close(grads[0][name], grad, rtol=1e-10, atol=1e-12, msg=name)
-    with torch.no_grad():  # values without gradients
+
+
+def test_no_grad_computes_the_values_without_the_gradients(monkeypatch):
+    fused, autograd = _pair()
+    calls = []
+    for name in ("_critic_backward", "_actor_backward"):
+        original = getattr(sac_fused, name)
+        monkeypatch.setattr(
+            sac_fused, name, lambda *args, _f=original, _n=name: calls.append(_n) or _f(*args)
+        )
+    td = _batch((32,))
+    with torch.no_grad():
         torch.manual_seed(5)
         values = fused(td.clone())
+    assert calls == []
     torch.manual_seed(5)
     expected = autograd(td.clone())
     for key in ("loss_actor", "loss_qvalue"):
         torch.testing.assert_close(values[key], expected[key], rtol=1e-10, atol=1e-12)
+    fused(td.clone())  # grad mode: both
+    assert sorted(calls) == ["_actor_backward", "_critic_backward"]
 
 
 def test_exp_scale_clamped_at_its_lower_bound_gets_no_gradient():
@@ -264,7 +338,11 @@ def test_exp_scale_clamped_at_its_lower_bound_gets_no_gradient():
 
 @pytest.mark.parametrize(
     "settings",
-    [{}, {"loss_function": "smooth_l1", "state_independent_scale": True}],
+    [
+        {},
+        {"loss_function": "smooth_l1", "state_independent_scale": True},
+        {"compile": True},
+    ],
 )
 def test_each_loss_backpropagates_alone_into_its_own_parameters(settings):
     """As an OptimizerHook group does (one backward per optimizer, ``inputs=``), and as two
@@ -292,8 +370,9 @@ def test_each_loss_backpropagates_alone_into_its_own_parameters(settings):
             torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
 
 
-def test_a_parameter_changed_before_backward_is_an_error():
-    fused, _ = _pair()
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_parameter_changed_before_backward_is_an_error(compile):
+    fused, _ = _pair(compile=compile)
     out = fused(_batch((8,)))
     with torch.no_grad():
         fused.qvalue_network.network.weights[1].add_(1.0)  # as an optimizer step would

@@ -10,25 +10,25 @@ against autograd). What differs is the work:
 * the actor runs once on the stacked ``[s'; s]`` and the critics once on the stacked
   ``[(s, a); (s, a~pi)]``: the actor loss reads the critics before their update, as the
   autograd path does, so each layer is one matrix product instead of two;
-* the backward pass computes only the products the losses need: critic weight gradients from the
-  critic loss's rows, critic input gradients from the actor loss's rows and for the action
-  columns only, nothing through the target branch;
-* no autograd graph is recorded, activations run in place, and the saved activations are the
-  forward pass's own tensors.
+* the gradients come from the products the losses need and no others: critic weight gradients
+  from the critic loss's rows, critic input gradients from the actor loss's rows and for the
+  action columns only, nothing through the target branch;
+* no autograd graph is recorded, and activations run in place.
 
-The gradients are computed in the forward pass, for a gradient of one on each loss (when grad
-mode is on and some parameter requires a gradient); the backward pass scales them by the losses'
-incoming gradients, which they are linear in. The whole computation is one function of tensors,
-so ``SACLoss(compile=True)`` runs it through ``torch.compile`` as one graph: inductor fuses the
-elementwise work around the matrix products, and on CPU its C++ wrapper calls the kernels
-without Python in between (``docs/benchmarks.md``). A compiled graph cannot hold the row counts
-of the actor loss's backward below, which depend on the data, so compiled it runs every critic
-on every row, as an accelerator does.
+The gradients are computed in the forward pass, for a gradient of one on each loss, whenever
+grad mode is on and some parameter requires a gradient: a loss computed only for its value pays
+for them unless it runs under ``torch.no_grad()``. The activations are freed there; the backward
+pass scales the stored gradients by the losses' incoming gradients, which they are linear in.
+The whole computation is one function of tensors, so ``SACLoss(compile=True)`` runs it through
+``torch.compile`` as one graph: inductor fuses the elementwise work around the matrix products,
+and on CPU its C++ wrapper calls the kernels without Python in between (``docs/benchmarks.md``).
+A compiled graph cannot hold the row counts of the actor loss's backward below, which depend on
+the data, so compiled it runs every critic on every row, as an accelerator does.
 
 Limits: no second-order gradients (``create_graph``) and no ``torch.func`` transforms through
 the losses (``SACLoss(fused=False)`` for those). The two losses may be backpropagated in
-separate calls; a backward pass after a parameter it depends on was changed in place since the
-forward pass (an optimizer step) is an error, as autograd's is.
+separate calls; backpropagating a loss after a parameter its gradients depend on was changed in
+place since the forward pass (an optimizer step) is an error, as autograd's is.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 from torch import nn
-from torch._dynamo.exc import BackendCompilerFailed
+from torch._dynamo.exc import BackendCompilerFailed, FailOnRecompileLimitHit, Unsupported
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from trainers.keys import (
@@ -196,6 +196,11 @@ class FusedSAC:
         self.critic_activation = critic_activation
         self.compile = compile
         self._compiled: Callable[..., _Computed] | None = None
+        self._compiled_for: tuple | None = None  # the call signature it was compiled for
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles without the compiled function (a copy compiles its own at its first call)."""
+        return {**self.__dict__, "_compiled": None, "_compiled_for": None}
 
     def serves(self, actor: nn.Module, qvalue: nn.Module, target_qvalue: nn.Module) -> bool:
         """Whether these are still the networks it was built for, uncompiled
@@ -230,26 +235,27 @@ class FusedSAC:
     ) -> _Computed:
         """``_losses_and_gradients``, through ``torch.compile`` when ``compile`` is set.
 
-        A compiler that cannot build the graph (no C++ compiler on the machine, say) leaves a
-        warning and the eager computation for the rest of the run.
+        One graph per loss: it is compiled for the signature of the first call (batch size,
+        dtype, device, settings, torch threads: what the training batches share), and a call
+        with another signature (a smaller last batch, a ``no_grad`` evaluation) runs eagerly
+        rather than compiling again. A compiler that fails (no C++ compiler on the machine,
+        dynamo's recompile limit reached by other losses) leaves a warning and the eager
+        computation for the rest of the run.
         """
-        if self.compile and self._compiled is None:
-            # On CPU the C++ wrapper calls the kernels without Python between them.
-            cpu = noise.device.type == "cpu"
-            options: dict[str, str | int | bool | Callable[..., Any]] = {"cpp_wrapper": cpu}
-            self._compiled = torch.compile(
-                _losses_and_gradients, fullgraph=True, dynamic=False, options=options
-            )
-        if self._compiled is not None:
-            try:
-                return self._compiled(settings, noise, params, False)
-            except BackendCompilerFailed as error:
-                warnings.warn(
-                    f"SACLoss(compile=True) (loss.compile): torch.compile failed, the losses run "
-                    f"eagerly from here on: {error}",
-                    stacklevel=2,
-                )
-                self.compile, self._compiled = False, None
+        if self.compile:
+            signature = _signature(settings, noise)
+            if self._compiled is None:
+                self._compiled, self._compiled_for = _compile(noise.device), signature
+            if signature == self._compiled_for:
+                try:
+                    return self._compiled(settings, noise, params, False)
+                except (BackendCompilerFailed, Unsupported, FailOnRecompileLimitHit) as error:
+                    warnings.warn(
+                        "SACLoss(compile=True) (loss.compile): torch.compile failed, the losses "
+                        f"run eagerly from here on: {type(error).__name__}: {error}",
+                        stacklevel=2,
+                    )
+                    self.compile, self._compiled = False, None
         row_split = noise.device.type in ROW_SPLIT_DEVICES
         return _losses_and_gradients(settings, noise, params, row_split)
 
@@ -286,10 +292,18 @@ class FusedSAC:
         )
         if any(tensor.requires_grad for tensor in inputs):
             return None
-        settings = _Settings(self, batch, alpha, gamma, loss_function, torch.is_grad_enabled())
-        loss_actor, loss_qvalue, log_prob, q, target, td_error = _SACLosses.apply(
-            settings, *self.parameters()
+        params = self.parameters()
+        count, grad_mode = self.actor_param_count, torch.is_grad_enabled()
+        settings = _Settings(
+            self,
+            batch,
+            alpha,
+            gamma,
+            loss_function,
+            actor_gradients=grad_mode and any(p.requires_grad for p in params[:count]),
+            critic_gradients=grad_mode and any(p.requires_grad for p in params[count:]),
         )
+        loss_actor, loss_qvalue, log_prob, q, target, td_error = _SACLosses.apply(settings, *params)
         return (
             loss_actor,
             loss_qvalue,
@@ -309,9 +323,36 @@ class _Settings:
     alpha: torch.Tensor
     gamma: float
     loss_function: str
-    gradients: bool  # grad mode was on at the call: compute the gradients
-    actor_gradients: bool = True  # the actor's parameters require them
-    critic_gradients: bool = True  # the critics' do
+    actor_gradients: bool  # compute the actor's gradients (grad mode on, parameters need them)
+    critic_gradients: bool  # and the critics'
+
+    @property
+    def gradients(self) -> bool:
+        return self.actor_gradients or self.critic_gradients
+
+
+def _signature(settings: _Settings, noise: torch.Tensor) -> tuple:
+    """What a compiled graph is specialized to: calls that differ in it would recompile."""
+    return (
+        noise.shape,
+        noise.dtype,
+        noise.device,
+        settings.batch.weight is None,
+        settings.gamma,
+        settings.loss_function,
+        settings.actor_gradients,
+        settings.critic_gradients,
+        torch.get_num_threads(),
+    )
+
+
+def _compile(device: torch.device) -> Callable[..., _Computed]:
+    """``_losses_and_gradients`` through ``torch.compile``, one static graph; on CPU with
+    inductor's C++ wrapper, which calls the kernels without Python between them."""
+    options: dict[str, str | int | bool | Callable[..., Any]] = {
+        "cpp_wrapper": device.type == "cpu"
+    }
+    return torch.compile(_losses_and_gradients, fullgraph=True, dynamic=False, options=options)
 
 
 @dataclass
@@ -413,9 +454,9 @@ def _losses_and_gradients(
     fused, batch, alpha = settings.fused, settings.batch, settings.alpha
     size = batch.observation.shape[0]
     count = fused.actor_param_count
-    actor = _actor_pass(
-        fused, batch, params[count - 1] if fused.actor.raw_scale is not None else None, noise
-    )
+    # A state-independent scale is the actor's last parameter (FusedSAC.parameters).
+    raw_scale = params[count - 1] if fused.actor.raw_scale is not None else None
+    actor = _actor_pass(fused, batch, raw_scale, noise)
 
     # The target critics on (s', a'), the critics on [(s, a); (s, a~pi)].
     target_input = torch.cat((batch.next_observation, actor.action[:size]), dim=-1)
@@ -471,9 +512,6 @@ class _SACLosses(torch.autograd.Function):
         fused = settings.fused
         ctx.set_materialize_grads(False)
         count = fused.actor_param_count
-        needs = ctx.needs_input_grad[1:]  # type: ignore[attr-defined]
-        settings.actor_gradients = any(needs[:count])
-        settings.critic_gradients = any(needs[count:])
         noise = _draw_noise(settings.batch, fused.actor.low.numel(), params[0])
         outputs, grads = fused.compute(settings, noise, params)
         ctx.saved = _Gradients(  # type: ignore[attr-defined]
@@ -501,7 +539,7 @@ class _SACLosses(torch.autograd.Function):
         read = 0 if grad_actor is not None else count
         if [p._version for p in saved.params[read:]] != saved.versions[read:]:
             raise RuntimeError(
-                "SACLoss (fused): a network parameter that this backward pass reads was modified "
+                "SACLoss (fused): a network parameter these gradients depend on was modified "
                 "in place after the losses' forward pass (an optimizer step?); compute the "
                 "losses again after the step, or backpropagate both before stepping."
             )
