@@ -134,6 +134,12 @@ def test_sac_fused_losses_can_be_switched_off(tmp_path, monkeypatch):
     loss = trainer.loss_module
     assert loss.fused_path is None and loss.fused_unsupported == "fused=False"
     trainer.collector.shutdown()
+    cfg = _compose(
+        "sac", "networks.policy_network.activation_class=elu", "trainer.progress_bar=false"
+    )
+    trainer = instantiate(cfg.trainer)
+    assert "ReLU or Tanh" in trainer.loss_module.fused_unsupported
+    trainer.collector.shutdown()
     trainer = instantiate(
         _compose("sac", "loss.compile=false", "trainer.progress_bar=false").trainer
     )
@@ -146,12 +152,6 @@ def test_loss_compile_null_means_on_for_cpu_only():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_loss_compile(None, cpu) and not resolve_loss_compile(None, cuda)
     assert resolve_loss_compile(True, cuda) and not resolve_loss_compile(False, cpu)
-    cfg = _compose(
-        "sac", "networks.policy_network.activation_class=elu", "trainer.progress_bar=false"
-    )
-    trainer = instantiate(cfg.trainer)
-    assert "ReLU or Tanh" in trainer.loss_module.fused_unsupported
-    trainer.collector.shutdown()
 
 
 def test_flush_denormals_can_be_switched_off(tmp_path, monkeypatch):
