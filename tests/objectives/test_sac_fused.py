@@ -202,7 +202,11 @@ def test_a_compiled_loss_compiles_once_and_runs_other_calls_eagerly():
     eagerly, with autograd's results."""
     fused, autograd = _pair(compile=True)
     counters.clear()
+    with torch.no_grad():  # an evaluation first: it does not take the compiled graph's place
+        fused(_batch((8,)))
+    assert counters["stats"]["unique_graphs"] == 0
     _assert_same(fused, autograd, _batch((16,)), rtol=1e-9, atol=1e-11)
+    assert counters["stats"]["unique_graphs"] == 1
     for size in range(3, 13):
         _assert_same(fused, autograd, _batch((size,)), rtol=1e-9, atol=1e-11)
         fused.zero_grad(), autograd.zero_grad()
