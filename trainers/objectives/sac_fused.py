@@ -238,9 +238,9 @@ class FusedSAC:
         One graph per loss: it is compiled for the signature of the first call that computes
         gradients (batch size, dtype, device, settings, torch threads: what the training batches
         share), and a call with another signature (a smaller last batch, a frozen network) or
-        without gradients (a ``no_grad`` evaluation) runs eagerly rather than compiling again. A compiler that fails (no C++ compiler on the machine,
-        dynamo's recompile limit reached by other losses) leaves a warning and the eager
-        computation for the rest of the run.
+        without gradients (a ``no_grad`` evaluation) runs eagerly rather than compiling again.
+        A compiler that fails (no C++ compiler on the machine, dynamo's recompile limit reached
+        by other losses) leaves a warning and the eager computation for the rest of the run.
         """
         if self.compile and settings.gradients:
             signature = _signature(settings, noise)
