@@ -238,7 +238,7 @@ def test_a_compiled_loss_pickles_and_copies():
     td = _batch((16,))
     _run(fused, td)
     copied = pickle.loads(pickle.dumps(fused))
-    assert copied.fused_path.compile and copied.fused_path._compiled is None
+    assert copied.fused_path.compile and copied.fused_path.compiled._compiled is None
     deep = copy.deepcopy(fused)
     for loss in (copied, deep):
         _assert_same(loss, autograd, td, rtol=1e-9, atol=1e-11)

@@ -33,15 +33,11 @@ place since the forward pass (an optimizer step) is an error, as autograd's is.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from tensordict import TensorDictBase
 from torch import nn
-from torch._dynamo.exc import BackendCompilerFailed, FailOnRecompileLimitHit, Unsupported
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from trainers.keys import (
@@ -59,6 +55,7 @@ from trainers.modules.critics import EnsembleMLP, EnsembleQValueNetwork, ensembl
 from trainers.modules.distributions import tanh_normal_log_prob_pre_tanh
 from trainers.modules.mlp import MLP
 from trainers.objectives.common import distance_loss
+from trainers.objectives.compiled import CompiledOnce
 from trainers.objectives.value import td0_return_estimate
 
 _ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Tanh: "tanh"}
@@ -194,13 +191,19 @@ class FusedSAC:
         self.critic: EnsembleMLP = qvalue.network
         self.target_critic = target_critic
         self.critic_activation = critic_activation
+        self.compiled: CompiledOnce | None = None
         self.compile = compile
-        self._compiled: Callable[..., _Computed] | None = None
-        self._compiled_for: tuple | None = None  # the call signature it was compiled for
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickles without the compiled function (a copy compiles its own at its first call)."""
-        return {**self.__dict__, "_compiled": None, "_compiled_for": None}
+    @property
+    def compile(self) -> bool:
+        """Whether the computation runs through ``torch.compile`` (False after a failed
+        compile)."""
+        return self.compiled is not None and not self.compiled.failed
+
+    @compile.setter
+    def compile(self, value: bool) -> None:
+        setting = "SACLoss(compile=True) (loss.compile)"
+        self.compiled = CompiledOnce(_losses_and_gradients, setting) if value else None
 
     def serves(self, actor: nn.Module, qvalue: nn.Module, target_qvalue: nn.Module) -> bool:
         """Whether these are still the networks it was built for, uncompiled
@@ -235,27 +238,15 @@ class FusedSAC:
     ) -> _Computed:
         """``_losses_and_gradients``, through ``torch.compile`` when ``compile`` is set.
 
-        One graph per loss: it is compiled for the signature of the first call that computes
-        gradients (batch size, dtype, device, settings, torch threads: what the training batches
-        share), and a call with another signature (a smaller last batch, a frozen network) or
-        without gradients (a ``no_grad`` evaluation) runs eagerly rather than compiling again.
-        A compiler that fails (no C++ compiler on the machine, dynamo's recompile limit reached
-        by other losses) leaves a warning and the eager computation for the rest of the run.
+        One graph per loss (``trainers.objectives.compiled``): it is compiled for the first
+        call that computes gradients; calls without gradients (a ``no_grad`` evaluation) and
+        with another signature (a smaller last batch, a frozen network) run eagerly.
         """
-        if self.compile and settings.gradients:
-            signature = _signature(settings, noise)
-            if self._compiled is None:
-                self._compiled, self._compiled_for = _compile(noise.device), signature
-            if signature == self._compiled_for:
-                try:
-                    return self._compiled(settings, noise, params, False)
-                except (BackendCompilerFailed, Unsupported, FailOnRecompileLimitHit) as error:
-                    warnings.warn(
-                        "SACLoss(compile=True) (loss.compile): torch.compile failed, the losses "
-                        f"run eagerly from here on: {type(error).__name__}: {error}",
-                        stacklevel=2,
-                    )
-                    self.compile, self._compiled = False, None
+        if self.compiled is not None and settings.gradients:
+            computed = self.compiled(_signature(settings, noise), noise.device, settings, noise,
+                                     params, False)  # fmt: skip
+            if computed is not None:
+                return computed
         row_split = noise.device.type in ROW_SPLIT_DEVICES
         return _losses_and_gradients(settings, noise, params, row_split)
 
@@ -332,27 +323,17 @@ class _Settings:
 
 
 def _signature(settings: _Settings, noise: torch.Tensor) -> tuple:
-    """What a compiled graph is specialized to: calls that differ in it would recompile."""
+    """What a compiled graph is specialized to, besides the device and thread count: calls
+    that differ in it would recompile."""
     return (
         noise.shape,
         noise.dtype,
-        noise.device,
         settings.batch.weight is None,
         settings.gamma,
         settings.loss_function,
         settings.actor_gradients,
         settings.critic_gradients,
-        torch.get_num_threads(),
     )
-
-
-def _compile(device: torch.device) -> Callable[..., _Computed]:
-    """``_losses_and_gradients`` through ``torch.compile``, one static graph; on CPU with
-    inductor's C++ wrapper, which calls the kernels without Python between them."""
-    options: dict[str, str | int | bool | Callable[..., Any]] = {
-        "cpp_wrapper": device.type == "cpu"
-    }
-    return torch.compile(_losses_and_gradients, fullgraph=True, dynamic=False, options=options)
 
 
 @dataclass

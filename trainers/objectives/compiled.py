@@ -1,0 +1,89 @@
+"""``loss.compile``: a loss's computation as one ``torch.compile`` graph, compiled once.
+
+The losses that take a ``compile`` switch (``ClipPPOLoss`` and the other PPO losses,
+``SACLoss``'s fused path) run their per-minibatch computation through :class:`CompiledOnce`.
+What pays on CPU is one graph for the whole computation, called through inductor's C++ wrapper:
+the per-operation Python and dispatch that dominate RL-sized networks go away
+(``docs/benchmarks.md``). The rules:
+
+* one graph per loss, for the signature of its first call (batch shape, device, torch threads,
+  and what the loss adds); a call with another signature (a smaller last minibatch, an
+  evaluation under ``no_grad``) runs eagerly rather than compiling again, which costs seconds;
+* a compiler that fails (no C++ compiler on the machine, dynamo's recompile limit reached, an
+  operation dynamo cannot trace) warns once, naming the setting, and the loss runs eagerly
+  from then on.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch._dynamo.exc import BackendCompilerFailed, FailOnRecompileLimitHit, Unsupported
+
+# What a failing compile raises at the first call: the run continues eagerly.
+COMPILE_ERRORS = (BackendCompilerFailed, Unsupported, FailOnRecompileLimitHit)
+
+
+def compile_graph(function: Callable[..., Any], device: torch.device) -> Callable[..., Any]:
+    """``function`` through ``torch.compile`` as one static graph; on CPU with inductor's C++
+    wrapper, which calls the kernels without Python between them."""
+    options: dict[str, str | int | bool | Callable[..., Any]] = {
+        "cpp_wrapper": device.type == "cpu"
+    }
+    return torch.compile(function, fullgraph=True, dynamic=False, options=options)
+
+
+class CompiledOnce:
+    """``function`` compiled for the signature of its first call; see the module docstring.
+
+    Args:
+        function: what to compile; a module-level function, so that pickling a loss pickles a
+            reference to it (the compiled graph itself is dropped and built again).
+        setting: how the user switched it on, for the warning (``"ClipPPOLoss(compile=True)
+            (loss.compile)"``).
+
+    Examples:
+        >>> import torch
+        >>> def double(x):
+        ...     return 2 * x
+        >>> compiled = CompiledOnce(double, "double(compile=True)")
+        >>> compiled.failed
+        False
+    """
+
+    def __init__(self, function: Callable[..., Any], setting: str) -> None:
+        self.function = function
+        self.setting = setting
+        self.failed = False
+        self._compiled: Callable[..., Any] | None = None
+        self._signature: tuple | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles without the compiled graph (a copy compiles its own at its first call)."""
+        return {**self.__dict__, "_compiled": None, "_signature": None}
+
+    def __call__(self, signature: tuple, device: torch.device, *args: Any) -> Any | None:
+        """``function(*args)`` through the compiled graph, or None where the caller must
+        compute eagerly: another signature than the first call's, or a failed compile.
+        ``signature``: what, besides ``device`` and torch's thread count, the graph is
+        specialized to."""
+        if self.failed:
+            return None
+        signature = (device, torch.get_num_threads(), *signature)
+        if self._compiled is None:
+            self._compiled, self._signature = compile_graph(self.function, device), signature
+        if signature != self._signature:
+            return None
+        try:
+            return self._compiled(*args)
+        except COMPILE_ERRORS as error:
+            warnings.warn(
+                f"{self.setting}: torch.compile failed, the loss runs eagerly from here on: "
+                f"{type(error).__name__}: {error}",
+                stacklevel=2,
+            )
+            self.failed, self._compiled = True, None
+            return None
