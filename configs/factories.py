@@ -88,9 +88,14 @@ def make_ppo_trainer(
     # their runs trained, and so resume, with separate networks.
     if networks.get("batch_actor_critic", False):
         batch_actor_critic(actor, critic)
-    if networks.get("compile", False):  # after batching: it replaces the networks
+    compiled_networks = networks.get("compile", False)
+    if compiled_networks:  # after batching: it replaces the networks
         compile_networks(actor, critic)
-    loss = build.component("loss", loss_module, actor, critic)
+    # Configs saved before loss.compile existed lack it: null, as in the schema.
+    compile_loss = resolve_loss_compile(loss_module.get("compile"), build.device)
+    loss = build.component(
+        "loss", loss_module, actor, critic, compile=compile_loss and not compiled_networks
+    )
     trainer = PPOTrainer(
         collector=build.collector(collector, env, actor),
         loss_module=loss,

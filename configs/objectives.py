@@ -9,7 +9,13 @@ from configs.validation import between, checked, ge, gt, one_of
 
 @dataclass(kw_only=True)
 class PPOLossConfig:
-    """Clipped PPO; the actor and critic are built from ``networks`` and passed in."""
+    """Clipped PPO; the actor and critic are built from ``networks`` and passed in.
+
+    ``compile``: compute each minibatch's losses as one ``torch.compile`` graph
+    (``ClipPPOLoss(compile=...)``); null, the default, compiles on CPU, where it measured faster,
+    and not on accelerators, where it has not been measured. Off while ``networks.compile`` is
+    on (the networks are then compiled on their own).
+    """
 
     _target_: str = "trainers.objectives.ClipPPOLoss"
     _partial_: bool = True
@@ -20,6 +26,7 @@ class PPOLossConfig:
     loss_critic_type: str = checked("l2", one_of("l2", "smooth_l1"))
     normalize_advantage: bool = True
     clip_value: float | None = checked(None, gt(0))
+    compile: bool | None = None  # None: on CPU only
 
 
 @dataclass(kw_only=True)

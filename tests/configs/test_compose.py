@@ -76,6 +76,8 @@ def test_networks_compile_switches_every_network_to_compiled_passes(tmp_path, mo
         if name == "sac":
             networks.append(loss.target_qvalue_network.network)
         assert all(network.compiled for network in networks), name
+        if name == "ppo":  # the networks compile on their own, not again inside the loss
+            assert loss.compiled is None
         trainer.collector.shutdown()
 
 
@@ -145,6 +147,18 @@ def test_sac_fused_losses_can_be_switched_off(tmp_path, monkeypatch):
     )
     assert trainer.loss_module.fused_path is not None
     assert not trainer.loss_module.fused_path.compile
+    trainer.collector.shutdown()
+
+
+def test_ppo_loss_compiles_by_default_on_cpu_and_can_be_switched_off(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    trainer = instantiate(_compose("ppo", "trainer.progress_bar=false").trainer)
+    assert trainer.loss_module.compiled is not None  # loss.compile=null: compiled on CPU
+    trainer.collector.shutdown()
+    trainer = instantiate(
+        _compose("ppo", "loss.compile=false", "trainer.progress_bar=false").trainer
+    )
+    assert trainer.loss_module.compiled is None
     trainer.collector.shutdown()
 
 

@@ -23,6 +23,9 @@ TINY = {
         "trainer.log_interval=512",
         "trainer.save_trainer_interval=1024",
         "trainer.progress_bar=false",
+        # 32 gradient steps: compiling them would cost more than it saves (the resume tests
+        # run the compiled default).
+        "loss.compile=false",
     ],
     "sac": [
         "trainer.total_frames=600",
@@ -40,8 +43,10 @@ TINY = {
 
 
 def train_command(algo: str, run_dir: Path, *overrides: str, tiny: bool = True) -> list[str]:
-    args = [*(TINY[algo] if tiny else []), *overrides]
-    return [sys.executable, str(SCRIPTS[algo]), *args, f"hydra.run.dir={run_dir}"]
+    """The command line; ``overrides`` replace tiny-budget entries of the same key."""
+    keys = {override.split("=", 1)[0] for override in overrides}
+    budget = [entry for entry in TINY[algo] if entry.split("=", 1)[0] not in keys] if tiny else []
+    return [sys.executable, str(SCRIPTS[algo]), *budget, *overrides, f"hydra.run.dir={run_dir}"]
 
 
 def run_train(

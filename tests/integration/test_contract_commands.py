@@ -218,6 +218,7 @@ def test_presets_compose_and_train(tmp_path, preset, expected):
             "trainer.total_frames=4096",
             "trainer.num_epochs=1",
             "trainer.progress_bar=false",
+            "loss.compile=false",  # a short run: compiling would not pay
             tiny=False,
         )
     )

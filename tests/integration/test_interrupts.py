@@ -26,7 +26,7 @@ def test_a_signal_to_the_process_group_stops_cleanly_with_a_checkpoint(tmp_path,
     command = train_command(
         "ppo", run_dir, *overrides, "trainer.total_frames=1000000", "collector.frames_per_batch=512",
         "replay_buffer.batch_size=128", "trainer.num_epochs=1", "trainer.log_interval=512",
-        "trainer.progress_bar=false", tiny=False,
+        "trainer.progress_bar=false", "loss.compile=false", tiny=False,
     )  # fmt: skip
     # Its own process group, as a terminal gives a foreground job; Ctrl-C signals all of it.
     proc = subprocess.Popen(

@@ -19,6 +19,8 @@ from tests.integration.runner import (
     train_command,
 )
 
+# The SIGINT and SIGKILL tests' runs (these overrides, not the tiny budget) train with the
+# default loss.compile, compiled on CPU: resuming is exact with the compiled loss too.
 OVERRIDES = (
     "trainer.total_frames=8192",
     "collector.frames_per_batch=512",

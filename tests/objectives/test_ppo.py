@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 
 import pytest
 import torch
@@ -21,8 +23,15 @@ from trainers.keys import (
     TERMINATED,
     VALUE_TARGET,
 )
-from trainers.modules import MLP, CategoricalActor, TanhNormalActor, ValueOperator
+from trainers.modules import (
+    MLP,
+    CategoricalActor,
+    TanhNormalActor,
+    ValueOperator,
+    batch_actor_critic,
+)
 from trainers.objectives import ClipPPOLoss, KLPENPPOLoss, PPOLoss
+from trainers.objectives import compiled as compiled_module
 
 LOG_HALF = math.log(0.5)
 
@@ -242,3 +251,111 @@ def test_invalid_settings():
         ClipPPOLoss(actor, critic, gamma=0.99)
     with pytest.raises(TypeError, match="get_dist"):
         ClipPPOLoss(critic, critic)
+
+
+@pytest.fixture
+def compiled_calls(monkeypatch):
+    """The calls that ran through a compiled graph (dynamo reuses a graph across losses of the
+    same structure, so its own counters do not tell)."""
+    calls = []
+    real = compiled_module.compile_graph
+
+    def counting(function, device):
+        graph = real(function, device)
+
+        def call(*args):
+            calls.append(args)
+            return graph(*args)
+
+        return call
+
+    monkeypatch.setattr(compiled_module, "compile_graph", counting)
+    return calls
+
+
+def _compiled_and_eager(make_loss, categorical=False):
+    """A loss built with ``compile=True`` and its eager twin, on copies of the same networks
+    (batched into one actor-critic network, the configs' default, for tanh-normal actors)."""
+    torch.manual_seed(0)
+    if categorical:
+        actor = CategoricalActor(MLP(3, 4, [16, 16]))
+    else:
+        actor = TanhNormalActor(MLP(3, 2, [16, 16]), low=-torch.ones(1), high=torch.ones(1))
+    critic = ValueOperator(MLP(3, 1, [16, 16]))
+    if not categorical:
+        batch_actor_critic(actor, critic)
+    twin_actor, twin_critic = copy.deepcopy((actor, critic))
+    return make_loss(actor, critic, compile=True), make_loss(twin_actor, twin_critic)
+
+
+def _minibatch(actor, size, seed):
+    torch.manual_seed(seed)
+    td = TensorDict({OBSERVATION: torch.randn(size, 3)}, batch_size=[size])
+    with torch.no_grad():
+        actor(td)
+        td[SAMPLE_LOG_PROB] = td[SAMPLE_LOG_PROB] + 0.3 * torch.randn(size)  # ratios != 1
+    td[ADVANTAGE], td[VALUE_TARGET] = torch.randn(size, 1), torch.randn(size, 1)
+    td[STATE_VALUE] = td[VALUE_TARGET] + 0.5 * torch.randn(size, 1)
+    return td
+
+
+def _assert_same_step(compiled, eager, td):
+    """Same losses, diagnostics and gradients from both losses on ``td``."""
+    out_c, out_e = compiled(td.clone()), eager(td.clone())
+    assert sorted(out_c.keys()) == sorted(out_e.keys())
+    for key in out_e.keys():
+        torch.testing.assert_close(out_c[key], out_e[key], rtol=1e-5, atol=1e-6, msg=key)
+    for loss, out in ((compiled, out_c), (eager, out_e)):
+        loss.zero_grad()
+        sum(v for k, v in out.items() if k.startswith("loss_")).backward()
+    for (name, p), q in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize(
+    "make_loss, categorical",
+    [
+        (ClipPPOLoss, False),
+        (lambda a, c, **kw: ClipPPOLoss(a, c, clip_value=0.2, loss_critic_type="smooth_l1",
+                                        **kw), False),
+        (lambda a, c, **kw: KLPENPPOLoss(a, c, beta=0.5, **kw), False),
+        (lambda a, c, **kw: PPOLoss(a, c, entropy_coeff=0.01, **kw), True),
+    ],
+    ids=["clip", "clip-value-smooth-l1", "klpen", "plain-categorical-entropy"],
+)  # fmt: skip
+def test_compiled_loss_equals_eager(make_loss, categorical, compiled_calls):
+    """``compile=True``: the compiled graph's losses, diagnostics, gradients (and KLPEN's
+    adaptive beta) are eager's, step after step."""
+    compiled, eager = _compiled_and_eager(make_loss, categorical)
+    for seed in range(3):
+        _assert_same_step(compiled, eager, _minibatch(eager.actor_network, 64, seed))
+    assert len(compiled_calls) == 3
+    if isinstance(eager, KLPENPPOLoss):
+        assert compiled.beta.item() == eager.beta.item() != 0.5
+    assert not compiled.compiled.failed
+
+
+def test_compiled_loss_runs_other_batch_sizes_and_no_grad_eagerly(compiled_calls):
+    """A smaller last minibatch, an evaluation under ``no_grad`` (first, so it must not claim
+    the graph) and a masked batch run eagerly, with eager's results."""
+    compiled, eager = _compiled_and_eager(ClipPPOLoss)
+    with torch.no_grad():
+        values = compiled(_minibatch(eager.actor_network, 16, 0))
+    assert not compiled_calls
+    expected = eager(_minibatch(eager.actor_network, 16, 0))
+    torch.testing.assert_close(values["loss_objective"], expected["loss_objective"])
+    _assert_same_step(compiled, eager, _minibatch(eager.actor_network, 64, 1))
+    _assert_same_step(compiled, eager, _minibatch(eager.actor_network, 40, 2))
+    masked = _minibatch(eager.actor_network, 64, 3)
+    masked[MASK] = torch.arange(64) % 3 > 0
+    _assert_same_step(compiled, eager, masked)
+    assert len(compiled_calls) == 1  # the 64-sample minibatch only
+
+
+def test_compiled_loss_pickles_and_copies():
+    compiled, eager = _compiled_and_eager(ClipPPOLoss)
+    td = _minibatch(eager.actor_network, 32, 0)
+    compiled(td.clone())
+    for copied in (pickle.loads(pickle.dumps(compiled)), copy.deepcopy(compiled)):
+        assert copied.compiled is not None and copied.compiled._compiled is None
+        _assert_same_step(copied, eager, td)

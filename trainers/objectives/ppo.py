@@ -43,6 +43,7 @@ from trainers.keys import (
 from trainers.modules.actor_critic import batched_outputs
 from trainers.modules.distributions import TanhNormal
 from trainers.objectives.common import LossModule, check_loss_function, distance_loss
+from trainers.objectives.compiled import CompiledOnce
 from trainers.objectives.value import GAE
 
 
@@ -95,6 +96,12 @@ class PPOLoss(LossModule):
         gamma: with ``lmbda``, the loss owns a ``GAE`` (``loss.value_estimator``) that it runs
             on batches without ``advantage``.
         lmbda: GAE lambda; give both or neither of ``gamma`` and ``lmbda``.
+        compile: compute each minibatch's losses (forward, and so backward) as one
+            ``torch.compile`` graph (``trainers.objectives.compiled``): about 1.6x faster per
+            gradient step on CPU at CleanRL's sizes, after a compile of about 15 s (2-3 s from
+            inductor's cache). Calls under ``no_grad``, or with another batch size than the
+            first, run eagerly. With an entropy bonus, a tanh-normal's one-sample entropy
+            estimate draws from inductor's generator, not eager torch's.
 
     Examples:
         >>> import torch
@@ -125,6 +132,7 @@ class PPOLoss(LossModule):
         clip_value: float | None = None,
         gamma: float | None = None,
         lmbda: float | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -155,6 +163,8 @@ class PPOLoss(LossModule):
         self.value_estimator = (
             GAE(gamma, lmbda, critic_network) if gamma is not None and lmbda is not None else None
         )
+        setting = f"{name}(compile=True) (loss.compile)"
+        self.compiled = CompiledOnce(_ppo_losses, setting) if compile else None
 
     def _objective(
         self, log_ratio: torch.Tensor, ratio: torch.Tensor, advantage: torch.Tensor
@@ -193,6 +203,16 @@ class PPOLoss(LossModule):
         mask = tensordict.get(MASK, None)
         if mask is not None:
             tensordict = tensordict[mask]
+        if self.compiled is not None and torch.is_grad_enabled():
+            advantage = tensordict.get(ADVANTAGE)
+            signature = (tensordict.batch_size, advantage.dtype)
+            losses = self.compiled(signature, advantage.device, self, tensordict)
+            if losses is not None:
+                return losses
+        return self._losses(tensordict)
+
+    def _losses(self, tensordict: TensorDictBase) -> TensorDict:
+        """The losses and diagnostics of a minibatch that has its advantages (and no mask)."""
         advantage = tensordict.get(ADVANTAGE).squeeze(-1)
         if self.normalize_advantage and advantage.numel() > 1:
             advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
@@ -223,6 +243,11 @@ class PPOLoss(LossModule):
         return TensorDict(out, batch_size=[])
 
 
+def _ppo_losses(loss: PPOLoss, tensordict: TensorDictBase) -> TensorDict:
+    """``loss._losses(tensordict)``: what ``compile=True`` compiles."""
+    return loss._losses(tensordict)
+
+
 class ClipPPOLoss(PPOLoss):
     """PPO with the clipped surrogate ``-mean(min(r A, clip(r, 1 - eps, 1 + eps) A))``.
 
@@ -236,7 +261,7 @@ class ClipPPOLoss(PPOLoss):
         critic_network: the value network.
         clip_epsilon: the clipping range ``eps``, in ``(0, 1)``.
         entropy_bonus, entropy_coeff, critic_coeff, loss_critic_type, normalize_advantage,
-            clip_value, gamma, lmbda: as in ``PPOLoss``.
+            clip_value, gamma, lmbda, compile: as in ``PPOLoss``.
 
     Examples:
         >>> import torch
@@ -264,6 +289,7 @@ class ClipPPOLoss(PPOLoss):
         clip_value: float | None = None,
         gamma: float | None = None,
         lmbda: float | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__(
             actor_network,
@@ -276,6 +302,7 @@ class ClipPPOLoss(PPOLoss):
             clip_value=clip_value,
             gamma=gamma,
             lmbda=lmbda,
+            compile=compile,
         )
         if not 0.0 < clip_epsilon < 1.0:
             raise ValueError(f"ClipPPOLoss: clip_epsilon={clip_epsilon}; allowed: (0, 1).")
@@ -309,7 +336,7 @@ class KLPENPPOLoss(PPOLoss):
         increment: factor applied to ``beta`` when the KL is too large (> 1).
         decrement: factor applied to ``beta`` when the KL is too small (in (0, 1)).
         entropy_bonus, entropy_coeff, critic_coeff, loss_critic_type, normalize_advantage,
-            clip_value, gamma, lmbda: as in ``PPOLoss``.
+            clip_value, gamma, lmbda, compile: as in ``PPOLoss``.
 
     Examples:
         >>> import torch
@@ -343,6 +370,7 @@ class KLPENPPOLoss(PPOLoss):
         clip_value: float | None = None,
         gamma: float | None = None,
         lmbda: float | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__(
             actor_network,
@@ -355,6 +383,7 @@ class KLPENPPOLoss(PPOLoss):
             clip_value=clip_value,
             gamma=gamma,
             lmbda=lmbda,
+            compile=compile,
         )
         if dtarg <= 0 or beta < 0 or increment <= 1 or not 0 < decrement < 1:
             raise ValueError(
