@@ -234,7 +234,7 @@ def build_trainrl(
 ) -> tuple[Any, int]:
     """The trainer for ``case`` and the frame count at which its timed window starts.
 
-    ``compile``: SAC's ``loss.compile``, on by default on CPU as in the configs."""
+    ``compile``: the loss's ``loss.compile``, on by default on CPU as in the configs."""
     import torch
 
     from trainers.algorithms import PPOTrainer, SACTrainer
@@ -269,6 +269,7 @@ def build_trainrl(
             entropy_coeff=settings.entropy_coeff,
             critic_coeff=settings.critic_coeff,
             normalize_advantage=True,
+            compile=compile,
         )
         # fused=True: trainrl's configs default to the fused Adam kernel (configs/optim.py).
         optimizer = torch.optim.Adam(

@@ -97,7 +97,7 @@ class PPOLoss(LossModule):
             on batches without ``advantage``.
         lmbda: GAE lambda; give both or neither of ``gamma`` and ``lmbda``.
         compile: compute each minibatch's losses (forward, and so backward) as one
-            ``torch.compile`` graph (``trainers.objectives.compiled``): about 1.6x faster per
+            ``torch.compile`` graph (``trainers.objectives.compiled``): about 1.5x faster per
             gradient step on CPU at CleanRL's sizes, after a compile of about 15 s (2-3 s from
             inductor's cache). Calls under ``no_grad``, or with another batch size than the
             first, run eagerly. With an entropy bonus, a tanh-normal's one-sample entropy
