@@ -91,8 +91,9 @@ def make_ppo_trainer(
     compiled_networks = networks.get("compile", False)
     if compiled_networks:  # after batching: it replaces the networks
         compile_networks(actor, critic)
-    # Configs saved before loss.compile existed lack it: null, as in the schema.
-    compile_loss = resolve_loss_compile(loss_module.get("compile"), build.device)
+    # Configs saved before loss.compile existed lack it: their runs trained, and so resume,
+    # eagerly (a compiled loss rounds differently).
+    compile_loss = resolve_loss_compile(loss_module.get("compile", False), build.device)
     loss = build.component(
         "loss", loss_module, actor, critic, compile=compile_loss and not compiled_networks
     )

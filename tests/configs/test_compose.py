@@ -6,6 +6,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import open_dict
 
 import configs  # noqa: F401  (registers the schemas)
 from configs.factories import resolve_loss_compile
@@ -158,6 +159,13 @@ def test_ppo_loss_compiles_by_default_on_cpu_and_can_be_switched_off(tmp_path, m
     trainer = instantiate(
         _compose("ppo", "loss.compile=false", "trainer.progress_bar=false").trainer
     )
+    assert trainer.loss_module.compiled is None
+    trainer.collector.shutdown()
+    # A config saved before the setting existed: its run trained, and so resumes, eagerly.
+    cfg = _compose("ppo", "trainer.progress_bar=false")
+    with open_dict(cfg):
+        del cfg.loss.compile
+    trainer = instantiate(cfg.trainer)
     assert trainer.loss_module.compiled is None
     trainer.collector.shutdown()
 

@@ -51,14 +51,16 @@ def _final_state(run_dir):
 
 def test_sigint_then_resume_matches_an_uninterrupted_run(tmp_path):
     straight = tmp_path / "straight"
-    subprocess.run(
+    finished = subprocess.run(
         train_command("ppo", straight, *OVERRIDES, tiny=False),
         cwd=tmp_path,
         env=subprocess_env(),
         check=True,
         capture_output=True,
+        text=True,
         timeout=300,
     )
+    assert "loss.compile" not in finished.stderr  # compiled: no fallback to eager
 
     paused = tmp_path / "paused"
     process = subprocess.Popen(
@@ -83,6 +85,7 @@ def test_sigint_then_resume_matches_an_uninterrupted_run(tmp_path):
     resumed = resume_train("ppo", paused)
     assert resumed.returncode == 0, resumed.stderr
     assert f"at {stopped_at} frames" in resumed.stdout
+    assert "loss.compile" not in stderr + resumed.stderr
 
     expected, got = _final_state(straight), _final_state(paused)
     assert got["state"]["frames"] == expected["state"]["frames"] == 8192

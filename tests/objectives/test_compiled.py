@@ -65,3 +65,16 @@ def test_pickles_and_copies_without_the_compiled_graph():
         assert copied._compiled is None and copied.function is _affine
         # The copy compiles for its own first call, whatever the original's signature was.
         torch.testing.assert_close(copied(("b",), CPU, x, 3.0), _affine(x, 3.0))
+
+
+def test_each_instance_has_dynamo_graphs_of_its_own():
+    """Dynamo keeps graphs per code object, with a limit per code object: two losses sharing a
+    function would use up each other's (a multirun, a notebook). With a limit of one graph,
+    two instances of one function at different shapes each still compile."""
+    first, second = (CompiledOnce(_affine, "test(compile=True)") for _ in range(2))
+    small, large = torch.randn(3), torch.randn(5, 2)
+    with torch._dynamo.config.patch(recompile_limit=1), warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fallback would warn
+        torch.testing.assert_close(first(("a",), CPU, small, 2.0), _affine(small, 2.0))
+        torch.testing.assert_close(second(("a",), CPU, large, 2.0), _affine(large, 2.0))
+    assert not first.failed and not second.failed

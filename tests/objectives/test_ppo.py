@@ -352,10 +352,32 @@ def test_compiled_loss_runs_other_batch_sizes_and_no_grad_eagerly(compiled_calls
     assert len(compiled_calls) == 1  # the 64-sample minibatch only
 
 
-def test_compiled_loss_pickles_and_copies():
+def test_compiled_loss_pickles_and_copies(compiled_calls):
     compiled, eager = _compiled_and_eager(ClipPPOLoss)
     td = _minibatch(eager.actor_network, 32, 0)
     compiled(td.clone())
     for copied in (pickle.loads(pickle.dumps(compiled)), copy.deepcopy(compiled)):
         assert copied.compiled is not None and copied.compiled._compiled is None
+        calls = len(compiled_calls)
         _assert_same_step(copied, eager, td)
+        assert len(compiled_calls) == calls + 1  # the copy compiled its own graph
+
+
+def test_the_first_compiled_call_compiles_the_backward_graph_too():
+    """AOTAutograd would compile the backward graph at the first ``backward()``, where a
+    compile failure would stop the run instead of falling back to eager: it is compiled with
+    the forward graph. Checked by breaking the C++ compiler between the two, with inductor's
+    caches off (a cached graph needs no compiler)."""
+    import torch._inductor.config as inductor_config
+
+    compiled, eager = _compiled_and_eager(ClipPPOLoss)
+    td = _minibatch(eager.actor_network, 64, 0)
+    with inductor_config.patch(force_disable_caches=True):
+        out = compiled(td.clone())
+        with inductor_config.patch({"cpp.cxx": ("/nonexistent/g++",)}):
+            sum(v for k, v in out.items() if k.startswith("loss_")).backward()
+    assert not compiled.compiled.failed
+    expected = eager(td.clone())
+    sum(v for k, v in expected.items() if k.startswith("loss_")).backward()
+    for (name, p), q in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-6, msg=name)

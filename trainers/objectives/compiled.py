@@ -11,20 +11,34 @@ the per-operation Python and dispatch that dominate RL-sized networks go away
   evaluation under ``no_grad``) runs eagerly rather than compiling again, which costs seconds;
 * a compiler that fails (no C++ compiler on the machine, dynamo's recompile limit reached, an
   operation dynamo cannot trace) warns once, naming the setting, and the loss runs eagerly
-  from then on.
+  from then on. The first call also compiles the backward graph (which AOTAutograd would
+  otherwise compile at the first ``backward()``, outside this fallback);
+* each loss compiles its own copy of the function: dynamo keeps its graphs, and its limit of 8
+  per function, per code object, so losses in one process (a Hydra multirun, a notebook) do not
+  use up each other's. Changing a setting the graph reads (``clip_epsilon``, the batch's keys)
+  makes dynamo recompile, which counts toward that loss's limit.
 """
 
 from __future__ import annotations
 
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch._dynamo.exc import BackendCompilerFailed, FailOnRecompileLimitHit, Unsupported
+import torch._functorch.config
+from torch._dynamo.exc import (
+    BackendCompilerFailed,
+    FailOnRecompileLimitHit,
+    InternalTorchDynamoError,
+    Unsupported,
+)
 
-# What a failing compile raises at the first call: the run continues eagerly.
-COMPILE_ERRORS = (BackendCompilerFailed, Unsupported, FailOnRecompileLimitHit)
+# What a failing compile raises (inductor's errors are BackendCompilerFailed): the run continues
+# eagerly.
+COMPILE_ERRORS = (BackendCompilerFailed, Unsupported, FailOnRecompileLimitHit,
+                  InternalTorchDynamoError)  # fmt: skip
 
 
 def compile_graph(function: Callable[..., Any], device: torch.device) -> Callable[..., Any]:
@@ -34,6 +48,19 @@ def compile_graph(function: Callable[..., Any], device: torch.device) -> Callabl
         "cpp_wrapper": device.type == "cpu"
     }
     return torch.compile(function, fullgraph=True, dynamic=False, options=options)
+
+
+def _own_copy(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` with a code object of its own, so that dynamo's cache of graphs (kept per
+    code object) is its own."""
+    assert isinstance(function, types.FunctionType)
+    return types.FunctionType(
+        function.__code__.replace(),
+        function.__globals__,
+        function.__name__,
+        function.__defaults__,
+        function.__closure__,
+    )
 
 
 class CompiledOnce:
@@ -73,12 +100,17 @@ class CompiledOnce:
         if self.failed:
             return None
         signature = (device, torch.get_num_threads(), *signature)
-        if self._compiled is None:
-            self._compiled, self._signature = compile_graph(self.function, device), signature
+        compiled, first = self._compiled, self._compiled is None
+        if compiled is None:
+            compiled = self._compiled = compile_graph(_own_copy(self.function), device)
+            self._signature = signature
         if signature != self._signature:
             return None
         try:
-            return self._compiled(*args)
+            if first:  # compiles the backward graph too, inside this fallback
+                with torch._functorch.config.patch(force_non_lazy_backward_lowering=True):
+                    return compiled(*args)
+            return compiled(*args)
         except COMPILE_ERRORS as error:
             warnings.warn(
                 f"{self.setting}: torch.compile failed, the loss runs eagerly from here on: "

@@ -101,7 +101,8 @@ class PPOLoss(LossModule):
             gradient step on CPU at CleanRL's sizes, after a compile of about 15 s (2-3 s from
             inductor's cache). Calls under ``no_grad``, or with another batch size than the
             first, run eagerly. With an entropy bonus, a tanh-normal's one-sample entropy
-            estimate draws from inductor's generator, not eager torch's.
+            estimate draws its noise inside the graph (seeded from torch's generator, so a
+            resumed run repeats it), not as an eager call would.
 
     Examples:
         >>> import torch

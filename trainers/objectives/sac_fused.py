@@ -202,8 +202,9 @@ class FusedSAC:
 
     @compile.setter
     def compile(self, value: bool) -> None:
-        setting = "SACLoss(compile=True) (loss.compile)"
-        self.compiled = CompiledOnce(_losses_and_gradients, setting) if value else None
+        if value != self.compile:  # switching it on again keeps a compiled graph
+            setting = "SACLoss(compile=True) (loss.compile)"
+            self.compiled = CompiledOnce(_losses_and_gradients, setting) if value else None
 
     def serves(self, actor: nn.Module, qvalue: nn.Module, target_qvalue: nn.Module) -> bool:
         """Whether these are still the networks it was built for, uncompiled
