@@ -91,9 +91,7 @@ def make_ppo_trainer(
     compiled_networks = networks.get("compile", False)
     if compiled_networks:  # after batching: it replaces the networks
         compile_networks(actor, critic)
-    # Configs saved before loss.compile existed lack it: their runs trained, and so resume,
-    # eagerly (a compiled loss rounds differently).
-    compile_loss = resolve_loss_compile(loss_module.get("compile", False), build.device)
+    compile_loss = resolve_loss_compile(loss_module, build.device)
     loss = build.component(
         "loss", loss_module, actor, critic, compile=compile_loss and not compiled_networks
     )
@@ -180,7 +178,7 @@ def make_sac_trainer(
         actor,
         qvalue,
         action_spec=env.action_spec,
-        compile=resolve_loss_compile(loss_module.compile, build.device),
+        compile=resolve_loss_compile(loss_module, build.device),
         **_target_entropy(loss_module.target_entropy),
     )
     buffer = build.component("replay_buffer", replay_buffer)
@@ -336,9 +334,12 @@ def _common_problems(root: DictConfig, total_frames: int) -> list[str]:
     return problems
 
 
-def resolve_loss_compile(setting: bool | None, device: torch.device) -> bool:
+def resolve_loss_compile(loss: DictConfig, device: torch.device) -> bool:
     """``loss.compile``: ``None`` compiles on the CPU, where it measured faster, and not on
-    accelerators, where it has not been measured; a bool is taken as given."""
+    accelerators, where it has not been measured; a bool is taken as given. Configs saved
+    before the setting existed lack it: their runs trained, and so resume, eagerly (a compiled
+    loss rounds differently)."""
+    setting = loss.get("compile", False)
     return device.type == "cpu" if setting is None else setting
 
 

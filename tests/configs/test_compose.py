@@ -6,7 +6,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 import configs  # noqa: F401  (registers the schemas)
 from configs.factories import resolve_loss_compile
@@ -149,6 +149,13 @@ def test_sac_fused_losses_can_be_switched_off(tmp_path, monkeypatch):
     assert trainer.loss_module.fused_path is not None
     assert not trainer.loss_module.fused_path.compile
     trainer.collector.shutdown()
+    cfg = _compose("sac", "trainer.progress_bar=false")
+    with open_dict(cfg):  # saved before loss.compile existed: resumes eagerly, as it trained
+        del cfg.loss.compile
+    trainer = instantiate(cfg.trainer)
+    assert trainer.loss_module.fused_path is not None
+    assert not trainer.loss_module.fused_path.compile
+    trainer.collector.shutdown()
 
 
 def test_ppo_loss_compiles_by_default_on_cpu_and_can_be_switched_off(tmp_path, monkeypatch):
@@ -172,8 +179,14 @@ def test_ppo_loss_compiles_by_default_on_cpu_and_can_be_switched_off(tmp_path, m
 
 def test_loss_compile_null_means_on_for_cpu_only():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_loss_compile(None, cpu) and not resolve_loss_compile(None, cuda)
-    assert resolve_loss_compile(True, cuda) and not resolve_loss_compile(False, cpu)
+
+    def loss(setting):
+        return OmegaConf.create({"compile": setting})
+
+    assert resolve_loss_compile(loss(None), cpu) and not resolve_loss_compile(loss(None), cuda)
+    assert resolve_loss_compile(loss(True), cuda) and not resolve_loss_compile(loss(False), cpu)
+    # A config saved before the setting existed: its run trained, and so resumes, eagerly.
+    assert not resolve_loss_compile(OmegaConf.create({}), cpu)
 
 
 def test_flush_denormals_can_be_switched_off(tmp_path, monkeypatch):
