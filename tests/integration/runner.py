@@ -43,10 +43,8 @@ TINY = {
 
 
 def train_command(algo: str, run_dir: Path, *overrides: str, tiny: bool = True) -> list[str]:
-    """The command line; ``overrides`` replace tiny-budget entries of the same key."""
-    keys = {override.split("=", 1)[0] for override in overrides}
-    budget = [entry for entry in TINY[algo] if entry.split("=", 1)[0] not in keys] if tiny else []
-    return [sys.executable, str(SCRIPTS[algo]), *budget, *overrides, f"hydra.run.dir={run_dir}"]
+    args = [*(TINY[algo] if tiny else []), *overrides]
+    return [sys.executable, str(SCRIPTS[algo]), *args, f"hydra.run.dir={run_dir}"]
 
 
 def run_train(
