@@ -31,9 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SETTINGS, PPOSettings  # the benchmarks folder is not a package
 from speed import Case, build_trainrl
 
-from trainers.objectives.compiled import CompiledOnce
-from trainers.objectives.ppo import _ppo_losses
-
 
 @dataclass
 class Arm:
@@ -46,10 +43,11 @@ class Arm:
 
 
 def copy_arm(trainer: Any, label: str, compiled: bool) -> Arm:
-    """A deep copy of the trainer's loss and optimizer state (its learning rate and epsilon
-    included), compiled or not."""
+    """A deep copy of the trainer's loss (built with ``compile=True``; a copy compiles its own
+    graph) and optimizer state (its learning rate and epsilon included), compiled or not."""
     loss = copy.deepcopy(trainer.loss_module)
-    loss.compiled = CompiledOnce(_ppo_losses, "ppo_ab") if compiled else None
+    if not compiled:
+        loss.compiled = None
     optimizer = torch.optim.Adam(loss.parameters(), fused=True)
     optimizer.load_state_dict(copy.deepcopy(trainer.optimizer.state_dict()))
     return Arm(label, loss, optimizer)
@@ -80,7 +78,7 @@ def main() -> None:
     assert isinstance(settings, PPOSettings)
     seen: list[TensorDictBase] = []
     case = Case("trainrl", args.setting, args.env, args.threads, settings.frames_per_batch)
-    trainer, _ = build_trainrl(case, settings, compile=False)
+    trainer, _ = build_trainrl(case, settings, compile=True)
     trainer.register_op("process_optim_batch", lambda td: seen.append(td.clone()) or None)
     trainer.train()
     minibatches = seen[-args.chunk :]
