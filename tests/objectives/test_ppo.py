@@ -251,6 +251,37 @@ def test_invalid_settings():
         ClipPPOLoss(actor, critic, gamma=0.99)
     with pytest.raises(TypeError, match="get_dist"):
         ClipPPOLoss(critic, critic)
+    loss = KLPENPPOLoss(actor, critic, clip_value=0.5)
+    for setting, value, allowed in (
+        ("entropy_coeff", -0.1, "a number >= 0"),
+        ("clip_value", 0.0, "None or a number > 0"),
+        ("dtarg", 0.0, "a number > 0"),
+        ("decrement", 1.0, r"a number in \(0, 1\)"),
+    ):
+        with pytest.raises(
+            ValueError, match=rf"KLPENPPOLoss: {setting}={value}; allowed: {allowed}"
+        ):
+            setattr(loss, setting, value)  # a schedule hook's bad value, caught where it is set
+    assert loss.clip_value == 0.5 and loss.entropy_coeff == 0.0
+
+
+def test_float_settings_are_buffers_outside_the_state_dict():
+    """The float settings the computation reads are 0-d buffers (so that a compiled graph takes
+    them as inputs), kept in step with the attribute; an off value (no clipping, no entropy
+    bonus) leaves the buffer None; the state dict, and so checkpoints, do not change."""
+    actor, critic, _ = _uniform_policy_batch([1.0], [0.0])
+    loss = ClipPPOLoss(actor, critic, clip_epsilon=0.3, entropy_coeff=0.01)
+    keys = set(loss.state_dict())
+    assert loss._clip_epsilon.item() == pytest.approx(0.3) and loss._clip_value is None
+    buffer = loss._clip_epsilon
+    loss.clip_epsilon, loss.clip_value, loss.entropy_coeff = 0.1, 0.2, 0.0
+    assert loss.clip_epsilon == 0.1 and loss._clip_epsilon is buffer  # filled in place
+    assert buffer.item() == pytest.approx(0.1) and loss._clip_value.item() == pytest.approx(0.2)
+    assert loss._entropy_coeff is None
+    assert set(loss.state_dict()) == keys == {k for k in keys if "network" in k}
+    # Made where the networks are, as KLPEN's beta (no CPU scalar beside accelerator tensors).
+    loss = KLPENPPOLoss(actor.to("meta"), critic.to("meta"), clip_value=0.2)
+    assert {t.device.type for t in (loss.beta, loss._dtarg, loss._clip_value)} == {"meta"}
 
 
 @pytest.fixture
@@ -325,11 +356,22 @@ def _assert_same_step(compiled, eager, td):
 )  # fmt: skip
 def test_compiled_loss_equals_eager(make_loss, categorical, compiled_calls):
     """``compile=True``: the compiled graph's losses, diagnostics, gradients (and KLPEN's
-    adaptive beta) are eager's, step after step."""
+    adaptive beta) are eager's, step after step, also after a schedule changed the float
+    settings, which the graph reads as inputs: no recompile."""
     compiled, eager = _compiled_and_eager(make_loss, categorical)
-    for seed in range(3):
+    _assert_same_step(compiled, eager, _minibatch(eager.actor_network, 64, 0))
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    for seed in (1, 2):
+        for loss in (compiled, eager):
+            loss.critic_coeff = 0.5 - 0.1 * seed
+            if isinstance(loss, ClipPPOLoss):
+                loss.clip_epsilon = 0.2 - 0.05 * seed
+            for setting in ("clip_value", "dtarg", "entropy_coeff"):
+                if getattr(loss, setting, None):
+                    setattr(loss, setting, getattr(loss, setting) * (1 + seed))
         _assert_same_step(compiled, eager, _minibatch(eager.actor_network, 64, seed))
     assert len(compiled_calls) == 3
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
     if isinstance(eager, KLPENPPOLoss):
         assert compiled.beta.item() == eager.beta.item() != 0.5
     assert not compiled.compiled.failed

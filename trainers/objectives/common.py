@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,80 @@ def weighted_mean(per_sample: torch.Tensor, tensordict: TensorDictBase) -> torch
     if weight is None:
         return per_sample.mean()
     return (per_sample.reshape(weight.shape) * weight).mean()
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """Where ``module``'s first parameter or buffer lives (the CPU if it has none)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+_NO_OFF_VALUE = object()
+
+
+class GraphScalar:
+    """A float setting of a loss (``clip_epsilon``) that its computation reads as a 0-d buffer.
+
+    ``loss.clip_epsilon`` reads and writes the float; a write checks it and fills the buffer
+    ``loss._clip_epsilon`` in place, on the device of the loss's networks. A compiled loss
+    (``loss.compile``) thus takes the value as an input of its graph, not as a constant: a hook
+    that changes it during a run (a schedule) neither recompiles the graph nor syncs a device.
+    Where the setting has an ``off`` value (``clip_value=None``, ``entropy_coeff=0``), the
+    buffer is ``None`` while the setting holds it and the computation leaves the term out:
+    switching a term on or off changes the graph, and recompiles it once. Not persistent: like
+    the other settings, these are not in ``state_dict``.
+
+    Args:
+        allowed: the allowed values, in words, for the error.
+        valid: whether a value other than ``off`` is allowed.
+        off: the value that leaves the setting's term out, if any.
+
+    Examples:
+        >>> import torch
+        >>> class Scaled(torch.nn.Module):
+        ...     scale = GraphScalar("a number > 0", lambda value: value > 0)
+        ...     def __init__(self) -> None:
+        ...         super().__init__()
+        ...         self.scale = 2.0
+        >>> module = Scaled()
+        >>> module.scale = 3.0
+        >>> module.scale, module._scale, list(module.state_dict())
+        (3.0, tensor(3.), [])
+    """
+
+    def __init__(
+        self, allowed: str, valid: Callable[[float], bool], off: Any = _NO_OFF_VALUE
+    ) -> None:
+        self.allowed = allowed
+        self.valid = valid
+        self.off = off
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, loss: nn.Module | None, owner: type | None = None) -> Any:
+        if loss is None:
+            return self
+        return loss.__dict__[self.name]
+
+    def __set__(self, loss: nn.Module, value: float | None) -> None:
+        buffer_name = f"_{self.name}"
+        buffer: torch.Tensor | None
+        if self.off is not _NO_OFF_VALUE and value == self.off:
+            buffer = None
+        elif value is not None and self.valid(value):
+            buffer = loss._buffers.get(buffer_name)
+            if buffer is not None:
+                buffer.fill_(value)
+            else:
+                buffer = torch.tensor(float(value), device=module_device(loss))
+        else:
+            raise ValueError(
+                f"{type(loss).__name__}: {self.name}={value}; allowed: {self.allowed}."
+            )
+        loss.__dict__[self.name] = value
+        loss.register_buffer(buffer_name, buffer, persistent=False)
 
 
 class LossModule(nn.Module):

@@ -15,8 +15,9 @@ the per-operation Python and dispatch that dominate RL-sized networks go away
   otherwise compile at the first ``backward()``, outside this fallback);
 * each loss compiles its own copy of the function: dynamo keeps its graphs, and its limit of 8
   per function, per code object, so losses in one process (a Hydra multirun, a notebook) do not
-  use up each other's. Changing a setting the graph reads (``clip_epsilon``, the batch's keys)
-  makes dynamo recompile, which counts toward that loss's limit.
+  use up each other's. Changing what the graph is specialized to (the batch's keys, a
+  setting held as a Python value) makes dynamo recompile, which counts toward that loss's
+  limit; PPO's float settings are buffers for that reason (``objectives.common.GraphScalar``).
 """
 
 from __future__ import annotations

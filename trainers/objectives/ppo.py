@@ -42,7 +42,13 @@ from trainers.keys import (
 )
 from trainers.modules.actor_critic import batched_outputs
 from trainers.modules.distributions import TanhNormal
-from trainers.objectives.common import LossModule, check_loss_function, distance_loss
+from trainers.objectives.common import (
+    GraphScalar,
+    LossModule,
+    check_loss_function,
+    distance_loss,
+    module_device,
+)
 from trainers.objectives.compiled import CompiledOnce
 from trainers.objectives.value import GAE
 
@@ -119,6 +125,13 @@ class PPOLoss(LossModule):
     # Duck-typed: any actor with get_dist(td), any TensorDict critic.
     actor_network: Any
     critic_network: Any
+    # Read by the computation as 0-d buffers: a schedule changing them does not recompile.
+    entropy_coeff = GraphScalar("a number >= 0", lambda value: value > 0, off=0.0)
+    critic_coeff = GraphScalar("a number >= 0", lambda value: value >= 0)
+    clip_value = GraphScalar("None or a number > 0", lambda value: value > 0, off=None)
+    _entropy_coeff: torch.Tensor | None
+    _critic_coeff: torch.Tensor
+    _clip_value: torch.Tensor | None
 
     def __init__(
         self,
@@ -138,11 +151,6 @@ class PPOLoss(LossModule):
         super().__init__()
         name = type(self).__name__
         check_loss_function(name, "loss_critic_type", loss_critic_type)
-        for setting, value in (("entropy_coeff", entropy_coeff), ("critic_coeff", critic_coeff)):
-            if value < 0:
-                raise ValueError(f"{name}: {setting}={value}; allowed: a number >= 0.")
-        if clip_value is not None and clip_value <= 0:
-            raise ValueError(f"{name}: clip_value={clip_value}; allowed: None or a number > 0.")
         if (gamma is None) != (lmbda is None):
             raise ValueError(
                 f"{name}: gamma={gamma}, lmbda={lmbda}; give both (the loss then owns a GAE) "
@@ -183,15 +191,15 @@ class PPOLoss(LossModule):
             value = self.critic_network(critic_in).get(value_key)
         target = tensordict.get(VALUE_TARGET)
         loss = distance_loss(value, target, self.loss_critic_type)
-        if self.clip_value is not None:
+        if self._clip_value is not None:
             if old_value is None:
                 raise KeyError(
                     f"{type(self).__name__}: clip_value={self.clip_value} needs the batch's "
                     f"{value_key!r} (written by GAE) to clip around."
                 )
-            clipped = old_value + (value - old_value).clamp(-self.clip_value, self.clip_value)
+            clipped = old_value + (value - old_value).clamp(-self._clip_value, self._clip_value)
             loss = torch.maximum(loss, distance_loss(clipped, target, self.loss_critic_type))
-        return self.critic_coeff * loss.mean()
+        return self._critic_coeff * loss.mean()
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         if tensordict.get(ADVANTAGE, None) is None:
@@ -228,9 +236,9 @@ class PPOLoss(LossModule):
         ratio = log_ratio.exp()
         loss_objective, extra = self._objective(log_ratio, ratio, advantage)
         out = {"loss_objective": loss_objective}
-        if self.entropy_bonus and self.entropy_coeff > 0:
+        if self.entropy_bonus and self._entropy_coeff is not None:
             entropy = _entropy(dist).mean()
-            out["loss_entropy"] = -self.entropy_coeff * entropy
+            out["loss_entropy"] = -self._entropy_coeff * entropy
         else:  # only a diagnostic: no graph, no backward through it
             entropy = _entropy_diagnostic(dist, ratio, log_prob)
         out["loss_critic"] = self._critic_loss(tensordict, value)
@@ -276,6 +284,9 @@ class ClipPPOLoss(PPOLoss):
         0.0
     """
 
+    clip_epsilon = GraphScalar("a number in (0, 1)", lambda value: 0.0 < value < 1.0)
+    _clip_epsilon: torch.Tensor
+
     def __init__(
         self,
         actor_network: TensorDictModuleBase,
@@ -305,14 +316,12 @@ class ClipPPOLoss(PPOLoss):
             lmbda=lmbda,
             compile=compile,
         )
-        if not 0.0 < clip_epsilon < 1.0:
-            raise ValueError(f"ClipPPOLoss: clip_epsilon={clip_epsilon}; allowed: (0, 1).")
         self.clip_epsilon = clip_epsilon
 
     def _objective(
         self, log_ratio: torch.Tensor, ratio: torch.Tensor, advantage: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        eps = self.clip_epsilon
+        eps = self._clip_epsilon
         gain = torch.minimum(ratio * advantage, ratio.clamp(1.0 - eps, 1.0 + eps) * advantage)
         with torch.no_grad():
             clip_fraction = ((ratio - 1.0).abs() > eps).to(ratio.dtype).mean()
@@ -352,6 +361,12 @@ class KLPENPPOLoss(PPOLoss):
         0.5
     """
 
+    dtarg = GraphScalar("a number > 0", lambda value: value > 0)
+    increment = GraphScalar("a number > 1", lambda value: value > 1)
+    decrement = GraphScalar("a number in (0, 1)", lambda value: 0 < value < 1)
+    _dtarg: torch.Tensor
+    _increment: torch.Tensor
+    _decrement: torch.Tensor
     beta: torch.Tensor
 
     def __init__(
@@ -386,16 +401,12 @@ class KLPENPPOLoss(PPOLoss):
             lmbda=lmbda,
             compile=compile,
         )
-        if dtarg <= 0 or beta < 0 or increment <= 1 or not 0 < decrement < 1:
-            raise ValueError(
-                f"KLPENPPOLoss: dtarg={dtarg}, beta={beta}, increment={increment}, "
-                f"decrement={decrement}; allowed: dtarg > 0, beta >= 0, increment > 1, "
-                "0 < decrement < 1."
-            )
+        if beta < 0:
+            raise ValueError(f"KLPENPPOLoss: beta={beta}; allowed: a number >= 0.")
         self.dtarg = dtarg
         self.increment = increment
         self.decrement = decrement
-        self.register_buffer("beta", torch.tensor(float(beta)))
+        self.register_buffer("beta", torch.tensor(float(beta), device=module_device(self)))
 
     def _objective(
         self, log_ratio: torch.Tensor, ratio: torch.Tensor, advantage: torch.Tensor
@@ -406,9 +417,9 @@ class KLPENPPOLoss(PPOLoss):
         with torch.no_grad():
             kl_value = kl.detach()
             factor = torch.where(
-                kl_value > 1.5 * self.dtarg,
-                self.increment,
-                torch.where(kl_value < self.dtarg / 1.5, self.decrement, 1.0),
+                kl_value > 1.5 * self._dtarg,
+                self._increment,
+                torch.where(kl_value < self._dtarg / 1.5, self._decrement, 1.0),
             )
             self.beta.mul_(factor)
         return loss, {"beta": beta_used}
