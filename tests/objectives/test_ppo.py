@@ -31,7 +31,6 @@ from trainers.modules import (
     batch_actor_critic,
 )
 from trainers.objectives import ClipPPOLoss, KLPENPPOLoss, PPOLoss
-from trainers.objectives import compiled as compiled_module
 
 LOG_HALF = math.log(0.5)
 
@@ -282,26 +281,6 @@ def test_float_settings_are_buffers_outside_the_state_dict():
     # Made where the networks are, as KLPEN's beta (no CPU scalar beside accelerator tensors).
     loss = KLPENPPOLoss(actor.to("meta"), critic.to("meta"), clip_value=0.2)
     assert {t.device.type for t in (loss.beta, loss._dtarg, loss._clip_value)} == {"meta"}
-
-
-@pytest.fixture
-def compiled_calls(monkeypatch):
-    """The calls that ran through a compiled graph (dynamo reuses a graph across losses of the
-    same structure, so its own counters do not tell)."""
-    calls = []
-    real = compiled_module.compile_graph
-
-    def counting(function, device):
-        graph = real(function, device)
-
-        def call(*args):
-            calls.append(args)
-            return graph(*args)
-
-        return call
-
-    monkeypatch.setattr(compiled_module, "compile_graph", counting)
-    return calls
 
 
 def _compiled_and_eager(make_loss, categorical=False):

@@ -182,8 +182,9 @@ def test_fused_float32_at_the_published_sizes(compile):
          "loss_function": "smooth_l1", "batch_shape": (4, 16), "weighted": True},
     ],
 )  # fmt: skip
-def test_compiled_fused_path_equals_autograd(settings):
-    """``compile=True``: one compiled graph (every critic on every row), same draws."""
+def test_compiled_fused_path_equals_autograd(settings, compiled_calls):
+    """``compile=True``: one compiled graph (every critic on every row), same draws; a new
+    ``gamma`` (a 0-d buffer of the loss) runs through the same graph."""
     settings = dict(settings)
     shape, weighted = settings.pop("batch_shape"), settings.pop("weighted", False)
     fused, autograd = _pair(compile=True, **settings)
@@ -192,7 +193,12 @@ def test_compiled_fused_path_equals_autograd(settings):
         td[PRIORITY_WEIGHT] = torch.rand(shape, dtype=torch.float64)
     counters.clear()
     _assert_same(fused, autograd, td, rtol=1e-9, atol=1e-11)
-    assert counters["stats"]["unique_graphs"] == 1  # dynamo captured (and ran) one graph
+    for loss in (fused, autograd):
+        loss.zero_grad()
+        loss.gamma = 0.9
+    _assert_same(fused, autograd, td, rtol=1e-9, atol=1e-11)
+    assert counters["stats"]["unique_graphs"] == 1  # dynamo captured one graph
+    assert len(compiled_calls) == 2  # and ran both steps through it
     assert fused.fused_path.compile
 
 

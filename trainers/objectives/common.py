@@ -91,7 +91,7 @@ class GraphScalar:
         >>> module = Scaled()
         >>> module.scale = 3.0
         >>> module.scale, module._scale, list(module.state_dict())
-        (3.0, tensor(3.), [])
+        (3.0, tensor(3., dtype=torch.float64), [])
     """
 
     def __init__(
@@ -119,7 +119,9 @@ class GraphScalar:
             if buffer is not None:
                 buffer.fill_(value)
             else:
-                buffer = torch.tensor(float(value), device=module_device(loss))
+                # float64, as exact as the Python float: in a product with a float32 tensor
+                # a 0-d tensor takes that tensor's dtype, as a Python number does.
+                buffer = torch.tensor(value, dtype=torch.float64, device=module_device(loss))
         else:
             raise ValueError(
                 f"{type(loss).__name__}: {self.name}={value}; allowed: {self.allowed}."

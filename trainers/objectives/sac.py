@@ -19,6 +19,7 @@ from trainers.keys import (
     TERMINATED,
 )
 from trainers.objectives.common import (
+    GraphScalar,
     LossModule,
     check_loss_function,
     distance_loss,
@@ -112,6 +113,9 @@ class SACLoss(LossModule):
     qvalue_network: Any
     target_qvalue_network: Any
     log_alpha: torch.Tensor
+    # Read by the fused path's graph as a 0-d buffer: changing it does not recompile.
+    gamma = GraphScalar("a number in [0, 1]", lambda value: 0.0 <= value <= 1.0)
+    _gamma: torch.Tensor
 
     def __init__(
         self,
@@ -139,8 +143,6 @@ class SACLoss(LossModule):
                 f"({type(qvalue_network).__name__}) evaluates {nets} critics; pass an "
                 "EnsembleQValueNetwork with that many Q networks (make_qvalue_network builds one)."
             )
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"SACLoss: gamma={gamma}; allowed: a number in [0, 1].")
         if alpha_init <= 0:
             raise ValueError(f"SACLoss: alpha_init={alpha_init}; allowed: a number > 0.")
         if (min_alpha is not None and min_alpha <= 0) or (
@@ -204,7 +206,7 @@ class SACLoss(LossModule):
         if fused is not None and fused.serves(
             self.actor_network, self.qvalue_network, self.target_qvalue_network
         ):
-            losses = fused(tensordict, alpha, self.gamma, self.loss_function)
+            losses = fused(tensordict, alpha, self._gamma, self.loss_function)
         if losses is None:
             losses = self._autograd_losses(tensordict, alpha)
         loss_actor, loss_qvalue, log_prob, q, target, td_error = losses

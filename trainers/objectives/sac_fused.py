@@ -252,7 +252,11 @@ class FusedSAC:
         return _losses_and_gradients(settings, noise, params, row_split)
 
     def __call__(
-        self, tensordict: TensorDictBase, alpha: torch.Tensor, gamma: float, loss_function: str
+        self,
+        tensordict: TensorDictBase,
+        alpha: torch.Tensor,
+        gamma: torch.Tensor,
+        loss_function: str,
     ) -> tuple[torch.Tensor, ...] | None:
         """``(loss_actor, loss_qvalue, log_prob, q, target, td_error)``, the losses with their
         gradients to the networks and the rest detached; ``None`` when an input of the batch
@@ -313,7 +317,7 @@ class _Settings:
     fused: FusedSAC
     batch: _Batch
     alpha: torch.Tensor
-    gamma: float
+    gamma: torch.Tensor  # 0-d, so that a new value does not recompile
     loss_function: str
     actor_gradients: bool  # compute the actor's gradients (grad mode on, parameters need them)
     critic_gradients: bool  # and the critics'
@@ -330,7 +334,6 @@ def _signature(settings: _Settings, noise: torch.Tensor) -> tuple:
         noise.shape,
         noise.dtype,
         settings.batch.weight is None,
-        settings.gamma,
         settings.loss_function,
         settings.actor_gradients,
         settings.critic_gradients,

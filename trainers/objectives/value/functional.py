@@ -20,7 +20,7 @@ def _check_shapes(**tensors: torch.Tensor) -> None:
 
 
 def td0_return_estimate(
-    gamma: float,
+    gamma: float | torch.Tensor,
     next_state_value: torch.Tensor,
     reward: torch.Tensor,
     terminated: torch.Tensor,
