@@ -272,15 +272,39 @@ def test_float_settings_are_buffers_outside_the_state_dict():
     loss = ClipPPOLoss(actor, critic, clip_epsilon=0.3, entropy_coeff=0.01)
     keys = set(loss.state_dict())
     assert loss._clip_epsilon.item() == pytest.approx(0.3) and loss._clip_value is None
-    buffer = loss._clip_epsilon
     loss.clip_epsilon, loss.clip_value, loss.entropy_coeff = 0.1, 0.2, 0.0
-    assert loss.clip_epsilon == 0.1 and loss._clip_epsilon is buffer  # filled in place
-    assert buffer.item() == pytest.approx(0.1) and loss._clip_value.item() == pytest.approx(0.2)
-    assert loss._entropy_coeff is None
+    assert loss.clip_epsilon == 0.1 and loss._clip_epsilon.item() == pytest.approx(0.1)
+    assert loss._clip_value.item() == pytest.approx(0.2) and loss._entropy_coeff is None
     assert set(loss.state_dict()) == keys == {k for k in keys if "network" in k}
-    # Made where the networks are, as KLPEN's beta (no CPU scalar beside accelerator tensors).
-    loss = KLPENPPOLoss(actor.to("meta"), critic.to("meta"), clip_value=0.2)
-    assert {t.device.type for t in (loss.beta, loss._dtarg, loss._clip_value)} == {"meta"}
+    # Made where the networks are, in their dtype, as KLPEN's beta (no CPU scalar beside
+    # accelerator tensors, no float64 scalar promoting float32 losses).
+    loss = KLPENPPOLoss(actor.to("meta", torch.float16), critic.to("meta"), clip_value=0.2)
+    tensors = (loss.beta, loss._dtarg, loss._clip_value)
+    assert {(t.device.type, t.dtype) for t in tensors} == {("meta", torch.float16)}
+
+
+def test_losses_keep_the_networks_dtype_and_a_setting_changed_before_backward_waits():
+    """Every loss and diagnostic is float32 with float32 networks. A hook that changes a setting
+    between a loss and its backward pass (``post_loss``) changes the next loss: the pending
+    backward pass uses the value its loss was computed with."""
+    actor = TanhNormalActor(MLP(3, 2, [8]), low=-torch.ones(1), high=torch.ones(1))
+    critic = ValueOperator(MLP(3, 1, [8]))
+    td = _minibatch(actor, 16, 0)
+    settings = {"clip_value": 0.2, "critic_coeff": 0.5, "entropy_coeff": 0.01, "dtarg": 0.01}
+    changed = {"clip_value": 0.1, "critic_coeff": 0.25, "entropy_coeff": 0.02, "dtarg": 0.02}
+    gradients = []
+    for change in (False, True):
+        torch.manual_seed(0)
+        loss = KLPENPPOLoss(copy.deepcopy(actor), copy.deepcopy(critic), **settings)
+        out = loss(td.clone())
+        assert {value.dtype for value in out.values()} == {torch.float32}
+        if change:
+            for setting, value in changed.items():
+                setattr(loss, setting, value)
+        sum(v for k, v in out.items() if k.startswith("loss_")).backward()
+        gradients.append([p.grad for p in loss.parameters()])
+    for before, after in zip(*gradients, strict=True):
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
 
 
 def _compiled_and_eager(make_loss, categorical=False):
@@ -345,6 +369,8 @@ def test_compiled_loss_equals_eager(make_loss, categorical, compiled_calls):
             loss.critic_coeff = 0.5 - 0.1 * seed
             if isinstance(loss, ClipPPOLoss):
                 loss.clip_epsilon = 0.2 - 0.05 * seed
+            if isinstance(loss, KLPENPPOLoss):
+                loss.increment, loss.decrement = 2.0 + seed, 0.5 - 0.1 * seed
             for setting in ("clip_value", "dtarg", "entropy_coeff"):
                 if getattr(loss, setting, None):
                     setattr(loss, setting, getattr(loss, setting) * (1 + seed))

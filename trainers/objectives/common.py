@@ -54,11 +54,13 @@ def weighted_mean(per_sample: torch.Tensor, tensordict: TensorDictBase) -> torch
     return (per_sample.reshape(weight.shape) * weight).mean()
 
 
-def module_device(module: nn.Module) -> torch.device:
-    """Where ``module``'s first parameter or buffer lives (the CPU if it has none)."""
+def module_home(module: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """The device and dtype of ``module``'s first floating-point parameter or buffer (the CPU
+    and torch's default dtype if it has none)."""
     for tensor in (*module.parameters(), *module.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
 
 
 _NO_OFF_VALUE = object()
@@ -67,10 +69,13 @@ _NO_OFF_VALUE = object()
 class GraphScalar:
     """A float setting of a loss (``clip_epsilon``) that its computation reads as a 0-d buffer.
 
-    ``loss.clip_epsilon`` reads and writes the float; a write checks it and fills the buffer
-    ``loss._clip_epsilon`` in place, on the device of the loss's networks. A compiled loss
-    (``loss.compile``) thus takes the value as an input of its graph, not as a constant: a hook
-    that changes it during a run (a schedule) neither recompiles the graph nor syncs a device.
+    ``loss.clip_epsilon`` reads and writes the float; a write checks it and puts a new 0-d
+    tensor in the buffer ``loss._clip_epsilon``, with the device and dtype of the loss's
+    networks (so the losses keep their dtype, and the value its networks' precision). A compiled
+    loss (``loss.compile``) thus takes the value as an input of its graph, not as a constant: a
+    hook that changes it during a run (a schedule) neither recompiles the graph nor syncs a
+    device. A new tensor rather than an in-place fill, because autograd may hold the old one for
+    a backward pass still to come (a ``post_loss`` hook runs between the loss and its backward).
     Where the setting has an ``off`` value (``clip_value=None``, ``entropy_coeff=0``), the
     buffer is ``None`` while the setting holds it and the computation leaves the term out:
     switching a term on or off changes the graph, and recompiles it once. Not persistent: like
@@ -91,7 +96,7 @@ class GraphScalar:
         >>> module = Scaled()
         >>> module.scale = 3.0
         >>> module.scale, module._scale, list(module.state_dict())
-        (3.0, tensor(3., dtype=torch.float64), [])
+        (3.0, tensor(3.), [])
     """
 
     def __init__(
@@ -107,25 +112,26 @@ class GraphScalar:
     def __get__(self, loss: nn.Module | None, owner: type | None = None) -> Any:
         if loss is None:
             return self
-        return loss.__dict__[self.name]
+        try:
+            return loss.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(
+                f"{type(loss).__name__}.{self.name} is read before it was set"
+            ) from None
 
     def __set__(self, loss: nn.Module, value: float | None) -> None:
         buffer_name = f"_{self.name}"
-        buffer: torch.Tensor | None
-        if self.off is not _NO_OFF_VALUE and value == self.off:
-            buffer = None
-        elif value is not None and self.valid(value):
-            buffer = loss._buffers.get(buffer_name)
-            if buffer is not None:
-                buffer.fill_(value)
-            else:
-                # float64, as exact as the Python float: in a product with a float32 tensor
-                # a 0-d tensor takes that tensor's dtype, as a Python number does.
-                buffer = torch.tensor(value, dtype=torch.float64, device=module_device(loss))
-        else:
-            raise ValueError(
-                f"{type(loss).__name__}: {self.name}={value}; allowed: {self.allowed}."
+        buffer: torch.Tensor | None = None
+        if self.off is _NO_OFF_VALUE or value != self.off:
+            if value is None or not self.valid(value):
+                raise ValueError(
+                    f"{type(loss).__name__}: {self.name}={value}; allowed: {self.allowed}."
+                )
+            current = loss._buffers.get(buffer_name)
+            device, dtype = (
+                (current.device, current.dtype) if current is not None else module_home(loss)
             )
+            buffer = torch.full((), value, dtype=dtype, device=device)
         loss.__dict__[self.name] = value
         loss.register_buffer(buffer_name, buffer, persistent=False)
 

@@ -47,7 +47,7 @@ from trainers.objectives.common import (
     LossModule,
     check_loss_function,
     distance_loss,
-    module_device,
+    module_home,
 )
 from trainers.objectives.compiled import CompiledOnce
 from trainers.objectives.value import GAE
@@ -406,7 +406,8 @@ class KLPENPPOLoss(PPOLoss):
         self.dtarg = dtarg
         self.increment = increment
         self.decrement = decrement
-        self.register_buffer("beta", torch.tensor(float(beta), device=module_device(self)))
+        device, dtype = module_home(self)
+        self.register_buffer("beta", torch.tensor(float(beta), device=device, dtype=dtype))
 
     def _objective(
         self, log_ratio: torch.Tensor, ratio: torch.Tensor, advantage: torch.Tensor

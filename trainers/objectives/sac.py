@@ -113,7 +113,7 @@ class SACLoss(LossModule):
     qvalue_network: Any
     target_qvalue_network: Any
     log_alpha: torch.Tensor
-    # Read by the fused path's graph as a 0-d buffer: changing it does not recompile.
+    # Read as a 0-d buffer (the fused path's graph takes it as an input: no recompile).
     gamma = GraphScalar("a number in [0, 1]", lambda value: 0.0 <= value <= 1.0)
     _gamma: torch.Tensor
 
@@ -196,7 +196,7 @@ class SACLoss(LossModule):
         next_q = self.target_qvalue_network(tensordict.get(NEXT_OBSERVATION), next_action)
         next_value = next_q.min(0).values - alpha * next_log_prob.unsqueeze(-1)
         return td0_return_estimate(
-            self.gamma, next_value, tensordict.get(REWARD), tensordict.get(TERMINATED)
+            self._gamma, next_value, tensordict.get(REWARD), tensordict.get(TERMINATED)
         )
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
