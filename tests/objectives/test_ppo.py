@@ -256,6 +256,7 @@ def test_invalid_settings():
         ("clip_value", 0.0, "None or a number > 0"),
         ("dtarg", 0.0, "a number > 0"),
         ("decrement", 1.0, r"a number in \(0, 1\)"),
+        ("clip_value", "0.3", "None or a number > 0"),
     ):
         with pytest.raises(
             ValueError, match=rf"KLPENPPOLoss: {setting}={value}; allowed: {allowed}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -123,7 +124,7 @@ class GraphScalar:
         buffer_name = f"_{self.name}"
         buffer: torch.Tensor | None = None
         if self.off is _NO_OFF_VALUE or value != self.off:
-            if value is None or not self.valid(value):
+            if not isinstance(value, numbers.Real | torch.Tensor) or not self.valid(value):
                 raise ValueError(
                     f"{type(loss).__name__}: {self.name}={value}; allowed: {self.allowed}."
                 )
