@@ -17,7 +17,8 @@ the per-operation Python and dispatch that dominate RL-sized networks go away
   per function, per code object, so losses in one process (a Hydra multirun, a notebook) do not
   use up each other's. Changing what the graph is specialized to (the batch's keys, a
   setting held as a Python value) makes dynamo recompile, which counts toward that loss's
-  limit; PPO's float settings are buffers for that reason (``objectives.common.GraphScalar``).
+  limit; the losses' float settings (PPO's coefficients, SAC's ``gamma``) are 0-d buffers
+  for that reason (``objectives.common.GraphScalar``).
 """
 
 from __future__ import annotations
