@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from configs.overrides import exit_on_unknown_keys
+from configs.task_defaults import with_task_preset
 from configs.validation import ConfigError
 from trainers.trainer.trainer import Trainer
 
@@ -17,8 +18,9 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def checked_argv(argv: list[str], config_name: str) -> list[str]:
-    """``argv`` with ``--resume`` rewritten (:func:`resume_argv`), after exiting on unknown keys."""
-    argv = resume_argv(argv)
+    """``argv`` with ``--resume`` rewritten (:func:`resume_argv`) and the task's preset added
+    (:func:`~configs.task_defaults.with_task_preset`), after exiting on unknown keys."""
+    argv = with_task_preset(resume_argv(argv), config_name)
     exit_on_unknown_keys(argv, CONF_DIR, config_name)
     return argv
 

@@ -7,6 +7,9 @@ from typing import Any
 
 from configs.validation import between, checked, ge, gt, one_of
 
+# The command-line path of the env id, as the reference's commands spell it.
+ENV_NAME_KEY = "training_env.create_env_fn.base_env.env_name"
+
 
 @dataclass(kw_only=True)
 class GymEnvConfig:

@@ -25,7 +25,19 @@ from configs.store import schemas_by_target
 from configs.validation import ConfigError
 
 # Hydra's flags that take a value, and the ones after which no training run follows.
-_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
+_FLAGS_WITH_VALUE = {
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--experimental-rerun",
+}
 _NO_RUN_FLAGS = {
     "--help",
     "-h",
@@ -52,7 +64,7 @@ def exit_on_unknown_keys(argv: Sequence[str], config_dir: Path, config_name: str
 
 def unknown_key_problems(argv: Sequence[str], config_dir: Path, config_name: str) -> list[str]:
     """One message per override whose key the config selected by ``argv`` does not have."""
-    args, flags = _split(argv[1:])
+    args, flags = split_flags(argv[1:])
     if _NO_RUN_FLAGS & set(flags):
         return []
     config_dir = Path(flags.get("--config-path", flags.get("-cp", config_dir))).resolve()
@@ -71,7 +83,7 @@ def unknown_key_problems(argv: Sequence[str], config_dir: Path, config_name: str
     ]
 
 
-def _split(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+def split_flags(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """``(overrides, {flag: value})``; flags without a value map to ``""``."""
     overrides: list[str] = []
     flags: dict[str, str] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -187,6 +189,34 @@ def test_loss_compile_null_means_on_for_cpu_only():
     assert resolve_loss_compile(loss(True), cuda) and not resolve_loss_compile(loss(False), cpu)
     # A config saved before the setting existed: its run trained, and so resumes, eagerly.
     assert not resolve_loss_compile(OmegaConf.create({}), cpu)
+
+
+def test_the_none_preset_changes_nothing():
+    hopper = "training_env.create_env_fn.base_env.env_name=Hopper-v5"
+    assert _compose("ppo", "+preset=none", hopper) == _compose("ppo", hopper)
+
+
+def _defaults_warnings(name: str, *overrides: str) -> list[str]:
+    """The warnings about PPO's defaults that building the trainer issues."""
+    cfg = _compose(name, "trainer.progress_bar=false", *overrides)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        instantiate(cfg.trainer).collector.shutdown()
+    messages = [str(warning.message) for warning in caught]
+    return [message for message in messages if "PPO's defaults" in message]
+
+
+def test_ppo_defaults_on_a_mujoco_task_point_at_the_mujoco_preset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    hopper = "training_env.create_env_fn.base_env.env_name=Hopper-v5"
+    (message,) = _defaults_warnings("ppo", hopper)
+    assert message.startswith("trainer.gamma=0.9 with Hopper-v5: PPO's defaults are tuned for")
+    assert "+preset=mujoco_ppo" in message
+    # Not with the preset, not with a long horizon set by hand, not on Pendulum, not for SAC.
+    assert not _defaults_warnings("ppo", hopper, "+preset=mujoco_ppo")
+    assert not _defaults_warnings("ppo", hopper, "trainer.gamma=0.99")
+    assert not _defaults_warnings("ppo")
+    assert not _defaults_warnings("sac", hopper)
 
 
 def test_flush_denormals_can_be_switched_off(tmp_path, monkeypatch):

@@ -58,22 +58,35 @@ def test_sac_default_command_runs_on_halfcheetah(tmp_path):
 
 def test_ppo_override_command_with_mujoco_v4_and_bigger_networks(tmp_path):
     run_dir = tmp_path / "run"
-    _ok(
-        run_train(
-            "ppo",
-            run_dir,
-            "trainer.total_frames=2048",
-            "training_env.create_env_fn.base_env.env_name=HalfCheetah-v4",
-            "networks.policy_network.num_cells=[256,256]",
-            "optimizer.lr=0.0003",
-        )
+    result = run_train(
+        "ppo",
+        run_dir,
+        "trainer.total_frames=2048",
+        "training_env.create_env_fn.base_env.env_name=HalfCheetah-v4",
+        "networks.policy_network.num_cells=[256,256]",
+        "optimizer.lr=0.0003",
     )
+    _ok(result)
     resolved = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
     assert resolved["networks"]["policy_network"]["num_cells"] == [256, 256]
     assert resolved["optimizer"]["lr"] == 0.0003
     params = torch.load(run_dir / "checkpoint.pt", weights_only=True)["state"]["modules"]
     first_layer = params["loss_module"]["actor_network.network.0.weight"]
     assert first_layer.shape == (256, 17)  # HalfCheetah's observation has 17 entries
+    # A MuJoCo task brings the MuJoCo preset; the command line's own values win over it.
+    assert "note: HalfCheetah-v4: MuJoCo, so PPO runs with +preset=mujoco_ppo" in result.stderr
+    overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    assert "+preset=mujoco_ppo" in overrides
+    assert resolved["trainer"]["gamma"] == 0.99 and resolved["training_env"]["num_workers"] == 1
+    assert resolved["training_env"]["create_env_fn"]["base_env"]["env_name"] == "HalfCheetah-v4"
+    # The resumed run continues the preset's config from the run directory.
+    resumed = resume_train("ppo", run_dir, "trainer.total_frames=4096")
+    _ok(resumed)
+    assert "note:" not in resumed.stderr and "stopped at 4096 frames" in resumed.stderr
+    assert yaml.safe_load((run_dir / "config_resolved.yaml").read_text()) == {
+        **resolved,
+        "trainer": {**resolved["trainer"], "total_frames": 4096},
+    }
 
 
 def test_sac_walker_with_tensorboard_logger(tmp_path):

@@ -333,6 +333,21 @@ class GymEnv(EnvBase):
         )
 
 
+def is_mujoco_task(env_name: str) -> bool:
+    """Whether ``env_name`` is one of Gymnasium's MuJoCo tasks (HalfCheetah-v5, Hopper-v4, ...);
+    False for any other name, registered or not.
+
+    Examples:
+        >>> is_mujoco_task("Hopper-v5"), is_mujoco_task("Pendulum-v1"), is_mujoco_task("nope")
+        (True, False, False)
+    """
+    try:
+        entry_point = gym.spec(env_name).entry_point
+    except gym.error.Error:
+        return False
+    return isinstance(entry_point, str) and entry_point.startswith("gymnasium.envs.mujoco")
+
+
 def _arrays_to_tensors(value: Any) -> Any:
     """numpy arrays -> tensors, recursively (so the state loads with ``weights_only=True``)."""
     if isinstance(value, np.ndarray):
