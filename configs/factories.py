@@ -349,15 +349,17 @@ def resolve_loss_compile(loss: DictConfig, device: torch.device) -> bool:
 
 
 def _warn_short_horizon_on_mujoco(env_name: str | None, gamma: float) -> None:
-    """PPO's defaults are tuned for Pendulum-v1 (gamma 0.9: about 10 steps ahead, no
-    normalization); on MuJoCo locomotion they learn little, so a run there is pointed at the
-    preset with CleanRL's settings before it spends its budget."""
+    """A discount that looks only a few steps ahead learns little on MuJoCo locomotion: the
+    run is pointed at the preset with CleanRL's settings before it spends its budget. (A PPO
+    command line that names a MuJoCo env id gets that preset unless it picks another one,
+    ``configs/task_defaults.py``; this catches the rest, e.g. ``+preset=none``.)"""
     if gamma >= _MUJOCO_MIN_GAMMA or env_name is None or not is_mujoco_task(env_name):
         return
     warnings.warn(
-        f"trainer.gamma={gamma} with {env_name}: PPO's defaults are tuned for Pendulum-v1 and "
-        "learn little on MuJoCo tasks (Hopper-v5: about 400 at 1M frames); +preset=mujoco_ppo "
-        "runs CleanRL's MuJoCo settings (Hopper-v5: 2.7k; docs/learning.md)",
+        f"trainer.gamma={gamma} with {env_name}: a discount below {_MUJOCO_MIN_GAMMA} looks "
+        f"about {round(1 / (1 - gamma))} steps ahead, too few for MuJoCo locomotion (Hopper-v5 "
+        "at 1M frames: about 0.4k with PPO's Pendulum defaults, gamma 0.9; 2.7k with "
+        "+preset=mujoco_ppo, CleanRL's settings with gamma 0.99; docs/learning.md)",
         stacklevel=2,
     )
 

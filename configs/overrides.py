@@ -48,6 +48,8 @@ _NO_RUN_FLAGS = {
     "-c",
     "--shell-completion",
 }
+_INFO_FLAGS = {"--info", "-i"}
+_INFO_CHOICES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 _ABSENT = object()
 
 
@@ -85,16 +87,32 @@ def unknown_key_problems(argv: Sequence[str], config_dir: Path, config_name: str
 
 def split_flags(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """``(overrides, {flag: value})``; flags without a value map to ``""``."""
-    overrides: list[str] = []
+    positions, flags = scan_args(args)
+    return [args[i] for i in positions], flags
+
+
+def scan_args(args: Sequence[str]) -> tuple[list[int], dict[str, str]]:
+    """``(positions of the overrides in args, {flag: value})``, as Hydra's parser reads them."""
+    positions: list[int] = []
     flags: dict[str, str] = {}
-    items = iter(args)
-    for arg in items:
+    index = 0
+    while index < len(args):
+        arg = args[index]
         if arg.startswith("-"):
             name, _, value = arg.partition("=")
-            flags[name] = value or (next(items, "") if name in _FLAGS_WITH_VALUE else "")
+            following = args[index + 1] if index + 1 < len(args) else None
+            if not value and following is not None and _takes(name, following):
+                value, index = following, index + 1
+            flags[name] = value
         else:
-            overrides.append(arg)
-    return overrides, flags
+            positions.append(index)
+        index += 1
+    return positions, flags
+
+
+def _takes(flag: str, following: str) -> bool:
+    """Whether ``flag`` takes ``following`` as its value (``--info`` takes one optionally)."""
+    return flag in _FLAGS_WITH_VALUE or (flag in _INFO_FLAGS and following in _INFO_CHOICES)
 
 
 def _groups(config_dir: Path) -> set[str]:

@@ -6,7 +6,8 @@ import pytest
 
 from configs.task_defaults import with_task_preset
 
-HOPPER = "training_env.create_env_fn.base_env.env_name=Hopper-v5"
+ENV = "training_env.create_env_fn.base_env.env_name"
+HOPPER = f"{ENV}=Hopper-v5"
 PRESET = "+preset=mujoco_ppo"
 
 
@@ -18,12 +19,17 @@ PRESET = "+preset=mujoco_ppo"
         (["--multirun", HOPPER], ["--multirun", PRESET, HOPPER]),
         ([HOPPER, "--cfg", "job"], [PRESET, HOPPER, "--cfg", "job"]),
         (["--cfg", "job", HOPPER], ["--cfg", "job", PRESET, HOPPER]),
-        # A sweep over MuJoCo tasks only.
-        (
-            ["-m", "training_env.create_env_fn.base_env.env_name=Hopper-v5,Walker2d-v4"],
-            ["-m", PRESET, "training_env.create_env_fn.base_env.env_name=Hopper-v5,Walker2d-v4"],
-        ),
+        (["--info", "config", HOPPER], ["--info", "config", PRESET, HOPPER]),
+        ([HOPPER, "-i"], [PRESET, HOPPER, "-i"]),  # --info's value is optional
+        # PPO's own config named, or only a search directory added.
+        (["-cn", "ppo", HOPPER], ["-cn", "ppo", PRESET, HOPPER]),
+        (["--config-dir", "extra", HOPPER], ["--config-dir", "extra", PRESET, HOPPER]),
+        # Sweeps over MuJoCo tasks only.
+        ([f"{ENV}=Hopper-v5,Walker2d-v4"], [PRESET, f"{ENV}=Hopper-v5,Walker2d-v4"]),
+        ([f"{ENV}=choice(Hopper-v5,Ant-v5)"], [PRESET, f"{ENV}=choice(Hopper-v5,Ant-v5)"]),
         (["++" + HOPPER], [PRESET, "++" + HOPPER]),
+        # Hydra applies the last value of a key.
+        ([f"{ENV}=Pendulum-v1", HOPPER], [PRESET, f"{ENV}=Pendulum-v1", HOPPER]),
     ],
 )
 def test_a_mujoco_task_brings_the_mujoco_preset(args, expected, capsys):
@@ -36,17 +42,25 @@ def test_a_mujoco_task_brings_the_mujoco_preset(args, expected, capsys):
     [
         ("ppo", []),
         ("ppo", ["optimizer.lr=0.001"]),
-        ("ppo", ["training_env.create_env_fn.base_env.env_name=Pendulum-v1"]),
-        ("ppo", ["training_env.create_env_fn.base_env.env_name=CartPole-v1"]),
+        ("ppo", [f"{ENV}=Pendulum-v1"]),
+        ("ppo", [f"{ENV}=CartPole-v1"]),
+        ("ppo", [HOPPER, f"{ENV}=Pendulum-v1"]),
         ("ppo", ["+preset=none", HOPPER]),  # the user's choice of preset stands
         ("ppo", [HOPPER, "+preset=halfcheetah_ppo"]),
-        ("ppo", ["-m", "training_env.create_env_fn.base_env.env_name=Pendulum-v1,Hopper-v5"]),
+        ("ppo", ["-m", f"{ENV}=glob(Hop*)"]),
         ("ppo", ["--config-path", "/runs/a/.hydra", "--config-name", "config", HOPPER]),
+        ("ppo", ["-cn", "my_config", HOPPER]),
         ("sac", [HOPPER]),  # SAC's defaults are MuJoCo's already
-        ("ppo", ["training_env.create_env_fn.base_env.env_name=[Hopper-v5"]),  # Hydra reports it
+        ("ppo", [f"{ENV}=[Hopper-v5"]),  # a grammar error: Hydra reports it
     ],
 )
 def test_other_command_lines_are_left_as_they_are(config_name, args, capsys):
     argv = ["train.py", *args]
     assert with_task_preset(argv, config_name) == argv
     assert capsys.readouterr().err == ""
+
+
+def test_a_sweep_mixing_mujoco_and_other_tasks_gets_no_preset_and_says_why(capsys):
+    argv = ["train.py", "-m", f"{ENV}=Pendulum-v1,Hopper-v5"]
+    assert with_task_preset(argv, "ppo") == argv
+    assert "mixes MuJoCo and other tasks, so PPO adds no preset" in capsys.readouterr().err
