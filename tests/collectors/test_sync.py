@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from functools import partial
 
 import numpy as np
@@ -59,8 +60,13 @@ def test_frames_per_batch_not_divisible_suggests_valid_values():
         SyncDataCollector(pendulum(), None, frames_per_batch=38)
     with pytest.raises(ValueError, match="exploration_type"):
         SyncDataCollector(pendulum(), None, frames_per_batch=40, exploration_type="greedy")
-    with pytest.warns(UserWarning, match="not a multiple of frames_per_batch"):
+    with pytest.warns(UserWarning, match="the last batch collects 30 frames more"):
         SyncDataCollector(pendulum(), None, frames_per_batch=40, total_frames=50)
+    with warnings.catch_warnings():  # 1M frames in batches of 2,048: within 1% (1,472 more)
+        warnings.simplefilter("error")
+        SyncDataCollector(pendulum(2), None, frames_per_batch=2048, total_frames=1_000_000)
+    with pytest.warns(UserWarning, match="the last batch collects 240 frames more"):
+        SyncDataCollector(pendulum(2), None, frames_per_batch=2048, total_frames=10_000)
 
 
 def test_init_random_frames_batches_use_random_actions():
