@@ -196,7 +196,7 @@ def test_the_none_preset_changes_nothing():
     assert _compose("ppo", "+preset=none", hopper) == _compose("ppo", hopper)
 
 
-def _defaults_warnings(name: str, *overrides: str) -> list[str]:
+def _mujoco_preset_warnings(name: str, *overrides: str) -> list[str]:
     """The warnings that point at the MuJoCo preset, issued while building the trainer."""
     cfg = _compose(name, "trainer.progress_bar=false", *overrides)
     with warnings.catch_warnings(record=True) as caught:
@@ -209,14 +209,14 @@ def _defaults_warnings(name: str, *overrides: str) -> list[str]:
 def test_ppo_defaults_on_a_mujoco_task_point_at_the_mujoco_preset(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     hopper = "training_env.create_env_fn.base_env.env_name=Hopper-v5"
-    (message,) = _defaults_warnings("ppo", hopper)
+    (message,) = _mujoco_preset_warnings("ppo", hopper)
     assert message.startswith("trainer.gamma=0.9 with Hopper-v5: a discount below 0.95 looks")
-    assert "+preset=mujoco_ppo" in message
+    assert "about 10 steps ahead" in message  # 1 / (1 - gamma)
     # Not with the preset, not with a long horizon set by hand, not on Pendulum, not for SAC.
-    assert not _defaults_warnings("ppo", hopper, "+preset=mujoco_ppo")
-    assert not _defaults_warnings("ppo", hopper, "trainer.gamma=0.99")
-    assert not _defaults_warnings("ppo")
-    assert not _defaults_warnings("sac", hopper)
+    assert not _mujoco_preset_warnings("ppo", hopper, "+preset=mujoco_ppo")
+    assert not _mujoco_preset_warnings("ppo", hopper, "trainer.gamma=0.99")
+    assert not _mujoco_preset_warnings("ppo")
+    assert not _mujoco_preset_warnings("sac", hopper)
 
 
 def test_flush_denormals_can_be_switched_off(tmp_path, monkeypatch):
