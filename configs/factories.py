@@ -128,12 +128,21 @@ def make_sac_trainer(
     target_net_updater: DictConfig,
     utd_ratio: float,
     async_collection: bool,
+    fused_update: bool = False,
     **common: Any,
 ) -> SACTrainer:
-    """Builds a :class:`SACTrainer` from the ``trainer`` node of a composed config."""
+    """Builds a :class:`SACTrainer` from the ``trainer`` node of a composed config.
+
+    ``fused_update``: configs saved before the setting existed lack it; their runs stepped hook
+    by hook, and so resume (the fused update rounds differently)."""
     root = _root(
         SACTrainerConfig,
-        dict(utd_ratio=utd_ratio, async_collection=async_collection, **common),
+        dict(
+            utd_ratio=utd_ratio,
+            async_collection=async_collection,
+            fused_update=fused_update,
+            **common,
+        ),
         training_env=training_env,
         networks=networks,
         collector=collector,
@@ -198,6 +207,7 @@ def make_sac_trainer(
         replay_buffer=buffer,
         batch_size=replay_buffer.batch_size,
         async_collection=async_collection,
+        fused_update=fused_update,
         target_net_updater=build.component("target_net_updater", target_net_updater, loss),
         logger=build.logger(logger),
         **build.trainer_kwargs(),

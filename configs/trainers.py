@@ -67,3 +67,6 @@ class SACTrainerConfig(_TrainerConfigBase):
     utd_ratio: float = checked(1.0, gt(0))
     target_net_updater: Any = "${target_net_updater}"
     async_collection: bool = False
+    # Each optimization step (losses, gradients, Adam, target update) as one compiled graph,
+    # where loss.compile is on and the hooks are the defaults (README, "SAC's fused update").
+    fused_update: bool = True

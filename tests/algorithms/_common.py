@@ -211,6 +211,8 @@ def make_sac(
     pad: int = 0,
     log_interval: int | None = None,
     async_collection: bool = False,
+    loss_compile: bool = False,
+    adam_options: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> tuple[SACTrainer, RecordingLogger]:
     """A SAC trainer on Pendulum with tiny networks; one log write per batch by default.
@@ -218,11 +220,18 @@ def make_sac(
     ``tau=None`` builds it without a target-net updater. ``pad > 0`` wraps the collector in a
     :class:`PaddedCollector` (which runs until the trainer has ``total_frames`` valid frames);
     ``async_collection=True`` in an :class:`AsyncReplayCollector` that fills the buffer.
+    ``loss_compile``: ``SACLoss(compile=...)``; ``adam_options``: more arguments of the Adam
+    optimizer.
     """
     torch.manual_seed(0)
     env = _pendulum()
     actor = make_tanh_normal_actor(env, num_cells=[16], activation_class="relu")
-    loss = SACLoss(actor, make_qvalue_network(env, num_cells=[16]), action_spec=env.action_spec)
+    loss = SACLoss(
+        actor,
+        make_qvalue_network(env, num_cells=[16]),
+        action_spec=env.action_spec,
+        compile=loss_compile,
+    )
     collector: Any = SyncDataCollector(
         env,
         actor,
@@ -244,7 +253,7 @@ def make_sac(
         frame_skip=1,
         optim_steps_per_batch=optim_steps_per_batch,
         loss_module=loss,
-        optimizer=torch.optim.Adam(loss.parameters(), lr=LR),
+        optimizer=torch.optim.Adam(loss.parameters(), lr=LR, **(adam_options or {})),
         replay_buffer=buffer,
         target_net_updater=None if tau is None else SoftUpdate(loss, tau=tau),
         logger=logger,

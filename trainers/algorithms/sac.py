@@ -10,10 +10,13 @@ from tensordict import TensorDictBase
 
 from trainers import keys
 from trainers.algorithms.common import register_batch_logging, register_weight_updates
+from trainers.algorithms.sac_update import FusedSACUpdate
 from trainers.data import ReplayBuffer
 from trainers.hooks.logging import UTDRHook
+from trainers.hooks.optim import OptimizerHook
 from trainers.hooks.replay_buffer import ReplayBufferTrainer
 from trainers.hooks.weights import TargetNetUpdaterHook
+from trainers.objectives.sac import SACLoss
 from trainers.trainer.stages import Stage
 from trainers.trainer.trainer import Trainer
 
@@ -37,6 +40,10 @@ class SACTrainer(Trainer):
             (required when the loss has target networks).
         enable_logging, log_rewards, log_actions, log_observations: which metrics to log;
             the update-to-data ratio is logged as ``utd_ratio``.
+        fused_update: run each optimization step (losses, gradients, Adam's step, target
+            update) as one compiled graph where the hooks are the defaults and the loss is
+            compiled (``trainers/algorithms/sac_update.py``); otherwise, and with False, the
+            hooks run one by one. ``trainer.fused_update.steps`` counts the steps it ran.
         Other arguments: as :class:`Trainer`.
 
     Examples:
@@ -73,6 +80,7 @@ class SACTrainer(Trainer):
         target_net_updater: Any | None = None,
         async_collection: bool = False,
         flush_denormals: bool = True,
+        fused_update: bool = True,
     ) -> None:
         if replay_buffer is None:
             raise ValueError("SACTrainer needs a replay_buffer")
@@ -111,14 +119,25 @@ class SACTrainer(Trainer):
         if async_collection and getattr(collector, "stored_keys", ()) is None:
             collector.stored_keys = self._transition_keys  # what the sync path stores too
         rb_trainer = ReplayBufferTrainer(replay_buffer, batch_size=batch_size, device=None)
+        target_hook = (
+            TargetNetUpdaterHook(target_net_updater) if target_net_updater is not None else None
+        )
         self.register_module("replay_buffer", rb_trainer)
         if not async_collection:
             self.register_op(Stage.BATCH_PROCESS, self._transitions_only)
             self.register_op(Stage.BATCH_PROCESS, rb_trainer.extend)
         self.register_op(Stage.PROCESS_OPTIM_BATCH, rb_trainer.sample)
         self.register_op(Stage.POST_LOSS, rb_trainer.update_priority)
-        if target_net_updater is not None:
-            TargetNetUpdaterHook(target_net_updater).register(self)
+        if target_hook is not None:
+            target_hook.register(self)
+        optimizer_hook = next(
+            (op for op in self.ops(Stage.OPTIMIZER) if isinstance(op, OptimizerHook)), None
+        )
+        self.fused_update: FusedSACUpdate | None = None
+        if fused_update and isinstance(loss_module, SACLoss) and optimizer_hook and target_hook:
+            self.fused_update = FusedSACUpdate(
+                loss_module, optimizer_hook, target_hook, rb_trainer.update_priority
+            )
         register_weight_updates(self, collector, loss_module.actor_network)
         if enable_logging:
             register_batch_logging(
@@ -129,6 +148,10 @@ class SACTrainer(Trainer):
                 async_collection=async_collection,
             )
             UTDRHook().register(self)
+
+    def _fused_step(self, sub_batch: TensorDictBase) -> TensorDictBase | None:
+        update = self.fused_update
+        return None if update is None else update(self, sub_batch)
 
     def _transitions_only(self, batch: TensorDictBase) -> TensorDictBase:
         """Drops what the collecting policy wrote (its random warm-up batches write none).

@@ -73,6 +73,7 @@ class CompiledOnce:
             reference to it (the compiled graph itself is dropped and built again).
         setting: how the user switched it on, for the warning (``"ClipPPOLoss(compile=True)
             (loss.compile)"``).
+        fallback: what runs instead after a failed compile, for the warning.
 
     Examples:
         >>> import torch
@@ -83,9 +84,15 @@ class CompiledOnce:
         False
     """
 
-    def __init__(self, function: Callable[..., Any], setting: str) -> None:
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        setting: str,
+        fallback: str = "the loss runs eagerly",
+    ) -> None:
         self.function = function
         self.setting = setting
+        self.fallback = fallback
         self.failed = False
         self._compiled: Callable[..., Any] | None = None
         self._signature: tuple | None = None
@@ -93,6 +100,14 @@ class CompiledOnce:
     def __getstate__(self) -> dict[str, Any]:
         """Pickles without the compiled graph (a copy compiles its own at its first call)."""
         return {**self.__dict__, "_compiled": None, "_signature": None}
+
+    def accepts(self, signature: tuple, device: torch.device) -> bool:
+        """Whether a call with this signature would run the graph (or compile it): not after
+        a failed compile, nor for another signature than the first call's."""
+        if self.failed:
+            return False
+        full = (device, torch.get_num_threads(), *signature)
+        return self._signature is None or full == self._signature
 
     def __call__(self, signature: tuple, device: torch.device, *args: Any) -> Any | None:
         """``function(*args)`` through the compiled graph, or None where the caller must
@@ -115,7 +130,7 @@ class CompiledOnce:
             return compiled(*args)
         except COMPILE_ERRORS as error:
             warnings.warn(
-                f"{self.setting}: torch.compile failed, the loss runs eagerly from here on: "
+                f"{self.setting}: torch.compile failed, {self.fallback} from here on: "
                 f"{type(error).__name__}: {error}",
                 stacklevel=2,
             )

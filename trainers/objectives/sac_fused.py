@@ -204,7 +204,7 @@ class FusedSAC:
     def compile(self, value: bool) -> None:
         if value != self.compile:  # switching it on again keeps a compiled graph
             setting = "SACLoss(compile=True) (loss.compile)"
-            self.compiled = CompiledOnce(_losses_and_gradients, setting) if value else None
+            self.compiled = CompiledOnce(losses_and_gradients, setting) if value else None
 
     def serves(self, actor: nn.Module, qvalue: nn.Module, target_qvalue: nn.Module) -> bool:
         """Whether these are still the networks it was built for, uncompiled
@@ -237,7 +237,7 @@ class FusedSAC:
     def compute(
         self, settings: _Settings, noise: torch.Tensor, params: tuple[torch.Tensor, ...]
     ) -> _Computed:
-        """``_losses_and_gradients``, through ``torch.compile`` when ``compile`` is set.
+        """``losses_and_gradients``, through ``torch.compile`` when ``compile`` is set.
 
         One graph per loss (``trainers.objectives.compiled``): it is compiled for the first
         call that computes gradients; calls without gradients (a ``no_grad`` evaluation) and
@@ -249,21 +249,20 @@ class FusedSAC:
             if computed is not None:
                 return computed
         row_split = noise.device.type in ROW_SPLIT_DEVICES
-        return _losses_and_gradients(settings, noise, params, row_split)
+        return losses_and_gradients(settings, noise, params, row_split)
 
-    def __call__(
+    def prepare(
         self,
         tensordict: TensorDictBase,
         alpha: torch.Tensor,
         gamma: torch.Tensor,
         loss_function: str,
-    ) -> tuple[torch.Tensor, ...] | None:
-        """``(loss_actor, loss_qvalue, log_prob, q, target, td_error)``, the losses with their
-        gradients to the networks and the rest detached; ``None`` when an input of the batch
-        requires a gradient (autograd then carries it to whatever produced the input)."""
+    ) -> tuple[_Settings, tuple[torch.Tensor, ...]] | None:
+        """The settings and parameters of one computation on ``tensordict``; ``None`` when an
+        input of the batch requires a gradient (autograd then carries it to whatever produced
+        the input)."""
         next_td = tensordict.get(NEXT)
         observation = tensordict.get(OBSERVATION)
-        batch_shape = observation.shape[:-1]
 
         def flat(value: torch.Tensor) -> torch.Tensor:
             return value.reshape(-1, value.shape[-1])
@@ -288,7 +287,7 @@ class FusedSAC:
         )
         if any(tensor.requires_grad for tensor in inputs):
             return None
-        params = self.parameters()
+        params = tuple(self.parameters())
         count, grad_mode = self.actor_param_count, torch.is_grad_enabled()
         settings = _Settings(
             self,
@@ -299,6 +298,22 @@ class FusedSAC:
             actor_gradients=grad_mode and any(p.requires_grad for p in params[:count]),
             critic_gradients=grad_mode and any(p.requires_grad for p in params[count:]),
         )
+        return settings, params
+
+    def __call__(
+        self,
+        tensordict: TensorDictBase,
+        alpha: torch.Tensor,
+        gamma: torch.Tensor,
+        loss_function: str,
+    ) -> tuple[torch.Tensor, ...] | None:
+        """``(loss_actor, loss_qvalue, log_prob, q, target, td_error)``, the losses with their
+        gradients to the networks and the rest detached; ``None`` where :meth:`prepare` is."""
+        prepared = self.prepare(tensordict, alpha, gamma, loss_function)
+        if prepared is None:
+            return None
+        settings, params = prepared
+        batch_shape = tensordict.get(OBSERVATION).shape[:-1]
         loss_actor, loss_qvalue, log_prob, q, target, td_error = _SACLosses.apply(settings, *params)
         return (
             loss_actor,
@@ -396,7 +411,7 @@ def _ensemble_forward(
     return hidden, ensemble_linear(h, weights[last], biases[last])
 
 
-def _draw_noise(batch: _Batch, action_dim: int, like: torch.Tensor) -> torch.Tensor:
+def draw_noise(batch: _Batch, action_dim: int, like: torch.Tensor) -> torch.Tensor:
     """The actor's standard-normal draws for ``[s'; s]``, outside any compiled graph: the
     autograd path's draws, ``s'`` first, then ``s``."""
     size = batch.observation.shape[0]
@@ -432,7 +447,7 @@ def _actor_pass(
 _Computed = tuple[tuple[torch.Tensor, ...], list[torch.Tensor | None]]
 
 
-def _losses_and_gradients(
+def losses_and_gradients(
     settings: _Settings, noise: torch.Tensor, params: tuple[torch.Tensor, ...], row_split: bool
 ) -> _Computed:
     """The losses and their gradients: one function of tensors, eager or compiled."""
@@ -497,7 +512,7 @@ class _SACLosses(torch.autograd.Function):
         fused = settings.fused
         ctx.set_materialize_grads(False)
         count = fused.actor_param_count
-        noise = _draw_noise(settings.batch, fused.actor.low.numel(), params[0])
+        noise = draw_noise(settings.batch, fused.actor.low.numel(), params[0])
         outputs, grads = fused.compute(settings, noise, params)
         ctx.saved = _Gradients(  # type: ignore[attr-defined]
             params, [p._version for p in params], grads, count

@@ -256,20 +256,32 @@ class Trainer:
     def _optim_step(self, batch: TensorDictBase) -> None:
         self.state.optim_steps += 1
         sub_batch = self._process(Stage.PROCESS_OPTIM_BATCH, batch)
-        losses = self.loss_module(sub_batch)
-        if not any(str(k).startswith("loss") for k in losses.keys()):
-            raise ValueError(
-                f"the loss module {type(self.loss_module).__name__} returned no 'loss*' entry "
-                f"(got keys {sorted(map(str, losses.keys()))}); the trainer sums entries whose "
-                "name starts with 'loss' for backward"
-            )
+        losses = self._fused_step(sub_batch)
+        fused = losses is not None
+        if losses is None:
+            losses = self.loss_module(sub_batch)
+            if not any(str(k).startswith("loss") for k in losses.keys()):
+                raise ValueError(
+                    f"the loss module {type(self.loss_module).__name__} returned no 'loss*' "
+                    f"entry (got keys {sorted(map(str, losses.keys()))}); the trainer sums "
+                    "entries whose name starts with 'loss' for backward"
+                )
         self._run(Stage.POST_LOSS, sub_batch)
-        self._run(Stage.OPTIMIZER, losses)
+        if not fused:
+            self._run(Stage.OPTIMIZER, losses)
         self._metrics.add_tensors(
             {k: v for k, v in losses.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
         )
-        self._run(Stage.POST_OPTIM)
+        if not fused:
+            self._run(Stage.POST_OPTIM)
         self._collect_logs(Stage.POST_OPTIM_LOG, sub_batch)
+
+    def _fused_step(self, sub_batch: TensorDictBase) -> TensorDictBase | None:
+        """The loss, the ``optimizer`` stage and the ``post_optim`` stage computed at once, by
+        a trainer that can do so for its default hooks (``SACTrainer(fused_update=True)``);
+        returns the losses, or None: the stages run one by one."""
+        del sub_batch
+        return None
 
     def _count_frames(self, batch: TensorDictBase) -> int:
         mask = batch.get(keys.MASK, None)
