@@ -253,7 +253,7 @@ def make_sac(
         frame_skip=1,
         optim_steps_per_batch=optim_steps_per_batch,
         loss_module=loss,
-        optimizer=torch.optim.Adam(loss.parameters(), lr=LR, **(adam_options or {})),
+        optimizer=torch.optim.Adam(loss.parameters(), **{"lr": LR, **(adam_options or {})}),
         replay_buffer=buffer,
         target_net_updater=None if tau is None else SoftUpdate(loss, tau=tau),
         logger=logger,

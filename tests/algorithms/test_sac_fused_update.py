@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 import torch
+from tensordict import TensorDict, TensorDictBase
 
 from tests.algorithms._common import make_sac
 from trainers.algorithms.sac_update import _initial_adam_state
 from trainers.hooks.optim import OptimizerHook
+from trainers.objectives import SACLoss
+from trainers.objectives.compiled import CompiledOnce
 from trainers.trainer.stages import Stage
 
 # Enough steps for rounding differences to show if the arithmetic differed.
@@ -50,9 +53,21 @@ def test_the_fused_update_trains_as_the_hooks_do(fused_adam: bool):
             assert values[name] == pytest.approx(reference_values[name], rel=1e-4, abs=1e-6)
 
 
+@pytest.mark.parametrize("default_dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("fused", [False, True, None])
-def test_the_adam_state_it_makes_before_the_first_step_is_adams(fused: bool | None):
-    param = torch.nn.Parameter(torch.randn(3, 4))
+def test_the_adam_state_it_makes_before_the_first_step_is_adams(
+    fused: bool | None, default_dtype: torch.dtype
+):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(default_dtype)
+    try:
+        _check_initial_adam_state(fused)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _check_initial_adam_state(fused: bool | None) -> None:
+    param = torch.nn.Parameter(torch.randn(3, 4, dtype=torch.float32))
     optimizer = torch.optim.Adam([param], fused=fused)
     param.grad = torch.zeros_like(param)
     optimizer.step()  # zero gradients: Adam makes its state, the moments stay zero
@@ -69,21 +84,56 @@ def test_the_adam_state_it_makes_before_the_first_step_is_adams(fused: bool | No
     assert not made["exp_avg"].any() and not made["exp_avg_sq"].any()
 
 
+class _LossWithMore(SACLoss):
+    """A subclass whose forward adds a term: the fused step would drop it."""
+
+    calls: list[int]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        self.calls.append(1)
+        losses = super().forward(tensordict)
+        losses.set("loss_l2", 1e-3 * sum(p.square().sum() for p in self.actor_network.parameters()))
+        return losses
+
+
 def _extra_post_optim_hook(trainer: Any, calls: list[int]) -> None:
-    trainer.register_op(Stage.POST_OPTIM, lambda: calls.append(trainer.state.optim_steps))
+    trainer.register_op(Stage.POST_OPTIM, lambda: calls.append(1))
 
 
-def _second_optimizer_hook(trainer: Any, calls: list[int]) -> None:
+def _named_loss_terms(trainer: Any, calls: list[int]) -> None:
     del calls
     (hook,) = [op for op in trainer.ops(Stage.OPTIMIZER) if isinstance(op, OptimizerHook)]
     hook.loss_components = ["loss_actor", "loss_qvalue", "loss_alpha"]
+
+
+def _loss_subclass(trainer: Any, calls: list[int]) -> None:
+    trainer.loss_module.__class__ = _LossWithMore
+    trainer.loss_module.calls = calls
+
+
+def _loss_forward_hook(trainer: Any, calls: list[int]) -> None:
+    trainer.loss_module.register_forward_hook(lambda module, args, out: calls.append(1))
+
+
+def _optimizer_step_hook(trainer: Any, calls: list[int]) -> None:
+    trainer.optimizer.register_step_post_hook(lambda optimizer, args, kwargs: calls.append(1))
+
+
+def _lr_scheduler(trainer: Any, calls: list[int]) -> None:
+    del calls  # the scheduler wraps optimizer.step to count its calls
+    torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda epoch: 1.0)
 
 
 @pytest.mark.parametrize(
     ("what", "kwargs", "change"),
     [
         ("a user hook at post_optim", {}, _extra_post_optim_hook),
-        ("loss terms named for the optimizer", {}, _second_optimizer_hook),
+        ("loss terms named for the optimizer", {}, _named_loss_terms),
+        ("a SACLoss subclass", {}, _loss_subclass),
+        ("a forward hook on the loss", {}, _loss_forward_hook),
+        ("an optimizer step hook", {}, _optimizer_step_hook),
+        ("an LR scheduler", {}, _lr_scheduler),
+        ("a tensor learning rate", {"adam_options": {"lr": torch.tensor(1e-3)}}, None),
         ("gradient clipping", {"clip_norm": 1.0}, None),
         ("Adam's weight decay", {"adam_options": {"weight_decay": 0.01}}, None),
         ("trainer.fused_update=false", {"fused_update": False}, None),
@@ -101,8 +151,25 @@ def test_the_hooks_run_one_by_one_where_the_fused_update_does_not_apply(
     trainer.train()
     assert trainer.state.optim_steps == 12, what
     assert trainer.fused_update is None or trainer.fused_update.steps == 0, what
-    if change is _extra_post_optim_hook:
-        assert calls == list(range(1, 13))
+    if change in (_extra_post_optim_hook, _loss_subclass, _loss_forward_hook,
+                  _optimizer_step_hook):  # fmt: skip
+        assert len(calls) == 12, what  # each step ran the hook (or the subclass's forward)
+
+
+def _raises(*args: Any) -> None:
+    raise AttributeError("a graph dynamo cannot capture")
+
+
+def test_a_failed_compile_leaves_the_steps_and_their_random_draws_to_the_hooks():
+    failing, _ = make_sac(**STEPS, loss_compile=True)
+    assert failing.fused_update is not None
+    failing.fused_update.compiled = CompiledOnce(_raises, "trainer.fused_update", "hooks")
+    with pytest.warns(UserWarning, match="trainer.fused_update: torch.compile failed, hooks"):
+        failing.train()
+    hooks, _ = _trained(False)
+    assert failing.fused_update.steps == 0
+    networks, reference = failing.loss_module.state_dict(), hooks.loss_module.state_dict()
+    assert all(torch.equal(networks[name], reference[name]) for name in reference)
 
 
 def test_a_run_with_the_fused_update_resumes_exactly(tmp_path):

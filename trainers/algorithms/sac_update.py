@@ -13,27 +13,31 @@ replaces, to float rounding (tested against them), and the random draws are the 
 
 It runs only where the result cannot differ from the pieces, checked at every step:
 
-* grad mode is on, and the loss's fused path serves its networks, compiled (``loss.compile``),
-  on the CPU (the only device it was measured and tested on);
+* grad mode is on; the trainer's loss is a ``SACLoss`` (not a subclass, which may compute more)
+  without forward hooks, whose fused path serves its networks, compiled (``loss.compile``), on
+  the CPU (the only device it was measured and tested on);
 * the ``optimizer`` stage is the trainer's one ``OptimizerHook``, summing every loss term, with
   no clipping (``clip_norm=None``), over a ``torch.optim.Adam`` with one parameter group that
-  holds exactly the loss's parameters, each with Adam's state (the first step of a run makes
-  it) and no gradient; no weight decay, ``amsgrad``, ``maximize``, ``capturable`` or
-  ``differentiable``;
+  holds exactly the loss's parameters, all requiring a gradient and none holding one; a float
+  learning rate; no weight decay, ``amsgrad``, ``maximize``, ``capturable`` or
+  ``differentiable``; no step hooks and nothing wrapping its ``step`` (an LR scheduler does);
 * ``post_optim`` holds only the target-network hook, over a ``SoftUpdate`` of this loss, and
-  ``post_loss`` at most the replay buffer's priority update (which the order of the pieces does
-  not touch: it reads the TD errors only).
+  ``post_loss`` at most the replay buffer's priority update (it reads the TD errors only, so it
+  may run after the update).
 
-Otherwise the step runs hook by hook, as always; a graph that fails to compile warns once and
-leaves the hooks to do it.
+Otherwise the step runs hook by hook, as always. Before the first step it makes Adam's state as
+Adam does (zero moments, step 0). A graph that fails to compile warns once, puts the random
+number generator back to before the step's draws, and leaves the steps to the hooks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
+import torch.optim.optimizer as torch_optimizer
 from tensordict import TensorDict, TensorDictBase
 
 from trainers.keys import OBSERVATION, TD_ERROR
@@ -42,6 +46,11 @@ from trainers.objectives.sac import SACLoss
 from trainers.objectives.sac_fused import FusedSAC, _Settings, draw_noise, losses_and_gradients
 from trainers.objectives.utils import SoftUpdate
 from trainers.trainer.stages import Stage
+
+if TYPE_CHECKING:
+    from trainers.hooks.optim import OptimizerHook
+    from trainers.hooks.weights import TargetNetUpdaterHook
+    from trainers.trainer.trainer import Trainer
 
 # Adam's options the graph implements (its defaults); any other value leaves the step to the hooks.
 _ADAM_DEFAULTS = {
@@ -98,10 +107,10 @@ def _adam_(
         params, state.exp_avgs, state.exp_avg_sqs, state.steps, strict=True
     ):
         count = step.double()  # the bias corrections in double precision, as Adam's
-        step_size = lr / (1.0 - beta1**count)
-        bias_correction2_sqrt = (1.0 - beta2**count).sqrt()
-        denom = exp_avg_sq.sqrt() / bias_correction2_sqrt.float() + constants.eps
-        param.sub_(exp_avg / denom * step_size.float())
+        step_size = (lr / (1.0 - beta1**count)).to(param.dtype)
+        bias_correction2_sqrt = (1.0 - beta2**count).sqrt().to(param.dtype)
+        denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + constants.eps
+        param.sub_(exp_avg / denom * step_size)
 
 
 def _update(
@@ -134,11 +143,35 @@ def _update(
     return (*scalars, td_error)
 
 
+def _has_forward_hooks(module: torch.nn.Module) -> bool:
+    """Whether calling ``module`` runs hooks (its own or global ones) besides ``forward``."""
+    hooks = torch.nn.modules.module
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or hooks._global_forward_hooks
+        or hooks._global_forward_pre_hooks
+    )
+
+
+def _has_step_hooks(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step()`` does more than Adam's step: step hooks (its own or global
+    ones), or a wrapper set on the instance (an LR scheduler tracks calls that way)."""
+    return bool(
+        optimizer._optimizer_step_pre_hooks
+        or optimizer._optimizer_step_post_hooks
+        or torch_optimizer._global_optimizer_pre_hooks
+        or torch_optimizer._global_optimizer_post_hooks
+        or "step" in vars(optimizer)
+    )
+
+
 def _initial_adam_state(param: torch.Tensor, fused: bool | None) -> dict[str, torch.Tensor]:
     """What ``torch.optim.Adam`` keeps for ``param`` before its first step (its lazy
     initialization, without ``amsgrad`` and ``capturable``; checked against Adam's by a test):
     a zero step count, on the parameter's device with ``fused``, and zero moments."""
-    scalar_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+    double = not fused and torch.get_default_dtype() == torch.float64
+    scalar_dtype = torch.float64 if double else torch.float32
     step = torch.zeros((), dtype=scalar_dtype, device=param.device if fused else "cpu")
     return {
         "step": step,
@@ -156,9 +189,21 @@ class FusedSACUpdate:
         optimizer_hook: the trainer's ``OptimizerHook``.
         target_hook: the trainer's ``TargetNetUpdaterHook``.
         priority_op: the replay buffer's priority update (``post_loss``).
+
+    Examples:
+        >>> trainer = SACTrainer(..., loss_module=SACLoss(actor, critics, compile=True))
+        >>> trainer.train()
+        >>> trainer.fused_update.steps == trainer.state.optim_steps  # every step fused
+        True
     """
 
-    def __init__(self, loss: SACLoss, optimizer_hook: Any, target_hook: Any, priority_op: Any):
+    def __init__(
+        self,
+        loss: SACLoss,
+        optimizer_hook: OptimizerHook,
+        target_hook: TargetNetUpdaterHook,
+        priority_op: Callable[[TensorDictBase], None],
+    ) -> None:
         self.loss = loss
         self.optimizer_hook = optimizer_hook
         self.target_hook = target_hook
@@ -170,28 +215,22 @@ class FusedSACUpdate:
         )
         self.steps = 0  # steps it computed (the others ran hook by hook)
 
-    def _hooks_are_defaults(self, trainer: Any) -> bool:
-        ops = trainer._ops
-        optimizer_ops, post_optim, post_loss = (
-            ops[Stage.OPTIMIZER],
-            ops[Stage.POST_OPTIM],
-            ops[Stage.POST_LOSS],
-        )
-        hook = self.optimizer_hook
-        updater = getattr(self.target_hook, "target_params_updater", None)
+    def _hooks_are_defaults(self, trainer: Trainer) -> bool:
+        """Whether the loss and the ``optimizer`` and ``post_optim`` stages are exactly what
+        the graph computes, and ``post_loss`` at most the priority update."""
+        loss, hook = self.loss, self.optimizer_hook
+        updater = self.target_hook.target_params_updater
         return (
-            len(optimizer_ops) == 1
-            and optimizer_ops[0].fn is hook
-            and not optimizer_ops[0].kwargs
-            and len(hook._group) == 1
+            trainer.loss_module is loss
+            and type(loss) is SACLoss  # a subclass may compute more in its forward
+            and not _has_forward_hooks(loss)
+            and trainer.ops(Stage.OPTIMIZER) == [hook]
             and hook.loss_components is None
             and trainer.clip_norm is None
-            and len(post_optim) == 1
-            and post_optim[0].fn is self.target_hook
-            and not post_optim[0].kwargs
+            and trainer.ops(Stage.POST_OPTIM) == [self.target_hook]
             and type(updater) is SoftUpdate
-            and updater.loss_module is self.loss
-            and all(op.fn == self.priority_op and not op.kwargs for op in post_loss)
+            and updater.loss_module is loss
+            and all(op == self.priority_op for op in trainer.ops(Stage.POST_LOSS))
         )
 
     def _fused_path(self) -> FusedSAC | None:
@@ -210,10 +249,16 @@ class FusedSACUpdate:
         """The optimizer's state of ``tensors`` (made as Adam makes it, before the first step)
         and their group; None where Adam's step is not the graph's."""
         optimizer = self.optimizer_hook.optimizer
-        if type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1:
+        if (
+            type(optimizer) is not torch.optim.Adam
+            or len(optimizer.param_groups) != 1
+            or _has_step_hooks(optimizer)
+        ):
             return None
         group = optimizer.param_groups[0]
         if any(group.get(name, default) != default for name, default in _ADAM_DEFAULTS.items()):
+            return None
+        if isinstance(group["lr"], torch.Tensor):  # Adam accepts it only with some options
             return None
         owned = group["params"]
         if len(owned) != len(tensors) or {id(p) for p in owned} != {id(p) for p in tensors}:
@@ -234,7 +279,7 @@ class FusedSACUpdate:
             steps.append(state["step"])
         return _AdamState(exp_avgs, exp_avg_sqs, steps), group
 
-    def __call__(self, trainer: Any, batch: TensorDictBase) -> TensorDictBase | None:
+    def __call__(self, trainer: Trainer, batch: TensorDictBase) -> TensorDictBase | None:
         """The step's losses (``SACLoss``'s output) after computing the whole step on
         ``batch``; None, having changed nothing, where it does not apply."""
         if not torch.is_grad_enabled() or not self._hooks_are_defaults(trainer):
@@ -268,12 +313,14 @@ class FusedSACUpdate:
                      loss.loss_function, constants)  # fmt: skip
         if not self.compiled.accepts(signature, device):  # before drawing: nothing changed
             return None
+        rng = torch.get_rng_state()  # a failed compile leaves the draws to the hooks' step
         noise = draw_noise(settings.batch, action_dim, params[0])
-        lr = torch.as_tensor(group["lr"], dtype=torch.float64)
+        lr = torch.tensor(group["lr"], dtype=torch.float64)
         with torch.no_grad():
             outputs = self.compiled(signature, device, settings, noise, params,
                                     loss.log_alpha, state, lr, constants)  # fmt: skip
         if outputs is None:
+            torch.set_rng_state(rng)
             return None
         self.steps += 1
         *scalars, td_error = outputs
