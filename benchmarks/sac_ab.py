@@ -5,6 +5,9 @@
 flushing denormals.
 ``--compare compile``: what compiling the fused path saves (``loss.compile``; the first compiled
 update, which compiles, runs before the timed rounds), both arms fused and flushing denormals.
+``--compare fused_update``: what running the whole step as one graph saves
+(``trainer.fused_update``): each arm is a ``SACTrainer`` over its copy, taking the trainer's own
+optimization steps (sampling included), both with the compiled loss and flushing denormals.
 
 A ``SACTrainer`` (the speed benchmark's, ``speed.build_trainrl``) trains 1,000 random warm-up
 frames and then ``--frames`` frames with ``flush_denormals=False``, so its Adam moments hold the
@@ -49,6 +52,31 @@ class Arm:
     target_updater: SoftUpdate
     update_ms: list[float] = field(default_factory=list)
     adam_ms: list[float] = field(default_factory=list)
+    trainer: Any = None  # --compare fused_update: the arm's SACTrainer, which takes the steps
+
+
+def trainer_arm(trainer: Any, label: str, fused_update: bool, lr: float, tau: float) -> Arm:
+    """A copy of the trainer's state (compiled loss) in a ``SACTrainer`` of its own, sampling
+    from the trainer's replay buffer, with ``fused_update`` as given."""
+    from trainers.algorithms import SACTrainer
+
+    arm = copy_arm(trainer, label, True, "compiled", lr, tau)
+    arm.trainer = SACTrainer(
+        collector=trainer.collector,  # never iterated: the arm only takes optimization steps
+        total_frames=trainer.total_frames,
+        frame_skip=1,
+        optim_steps_per_batch=1,
+        loss_module=arm.loss,
+        optimizer=arm.optimizer,
+        replay_buffer=trainer.replay_buffer,
+        batch_size=SAC.batch_size,
+        target_net_updater=arm.target_updater,
+        logger=None,
+        progress_bar=False,
+        save_trainer_file=None,
+        fused_update=fused_update,
+    )
+    return arm
 
 
 def copy_arm(trainer: Any, label: str, flush: bool, path: str, lr: float, tau: float) -> Arm:
@@ -69,7 +97,9 @@ def run_chunk(arm: Arm, buffer: Any, updates: int) -> None:
     torch.set_flush_denormal(arm.flush)
     adam = 0.0
     start = time.perf_counter()
-    for _ in range(updates):
+    for _ in range(updates if arm.trainer is not None else 0):  # the trainer's own steps
+        arm.trainer._optim_step(None)
+    for _ in range(updates if arm.trainer is None else 0):
         losses = arm.loss(buffer.sample())
         (losses["loss_actor"] + losses["loss_qvalue"] + losses["loss_alpha"]).backward()
         before_step = time.perf_counter()
@@ -96,7 +126,9 @@ def denormal_share(optimizer: torch.optim.Optimizer) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--compare", choices=["denormals", "fused", "compile"], default="denormals")
+    parser.add_argument(
+        "--compare", choices=["denormals", "fused", "compile", "fused_update"], default="denormals"
+    )
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument(
         "--frames", type=int, default=2000, help="frames trained after the warm-up, before the A/B"
@@ -118,9 +150,12 @@ def main() -> None:
         "denormals": [("flush denormals", True, "fused"), ("keep denormals", False, "fused")],
         "fused": [("fused", True, "fused"), ("autograd", True, "autograd")],
         "compile": [("compiled", True, "compiled"), ("fused", True, "fused")],
+        "fused_update": [("fused update", True, "on"), ("hook by hook", True, "off")],
     }[args.compare]
     arms = [
-        copy_arm(trainer, label, flush, path, settings.lr, settings.tau)
+        trainer_arm(trainer, label, path == "on", settings.lr, settings.tau)
+        if args.compare == "fused_update"
+        else copy_arm(trainer, label, flush, path, settings.lr, settings.tau)
         for label, flush, path in arm_settings
     ]
     for arm in arms:  # compiles the compiled arm's update
@@ -139,7 +174,8 @@ def main() -> None:
     for arm in arms:
         print(
             f"| {arm.label} | {statistics.median(arm.update_ms):.2f} | "
-            f"{statistics.median(arm.adam_ms):.2f} | {denormal_share(arm.optimizer):.1%} |"
+            f"{'-' if arm.trainer is not None else f'{statistics.median(arm.adam_ms):.2f}'} | "
+            f"{denormal_share(arm.optimizer):.1%} |"
         )
     first, second = arms
     ratio = statistics.median(second.update_ms) / statistics.median(first.update_ms)
