@@ -188,3 +188,32 @@ def test_a_run_with_the_fused_update_resumes_exactly(tmp_path):
     adam = resumed.optimizer.state_dict()["state"]
     for index, state in uninterrupted.optimizer.state_dict()["state"].items():
         assert all(torch.equal(adam[index][name], value) for name, value in state.items())
+
+
+@pytest.mark.slow
+def test_the_fused_update_trains_as_the_hooks_do_at_the_published_sizes(tmp_path, monkeypatch):
+    """The SAC config as published (HalfCheetah-v5, 256x256 networks, batch 256, fused Adam):
+    20 steps both ways agree to rounding. (Later the runs drift apart as any two roundings do:
+    docs/learning.md.)"""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from tests.configs.test_compose import CONF
+
+    monkeypatch.chdir(tmp_path)
+    trained = []
+    for fused_update in ("true", "false"):
+        with initialize_config_dir(CONF, version_base=None):
+            cfg = compose("sac", overrides=[
+                f"trainer.fused_update={fused_update}", "trainer.progress_bar=false",
+                "collector.init_random_frames=1000", "collector.frames_per_batch=10",
+                "trainer.total_frames=1010", "trainer.save_trainer_file=null",
+            ])  # fmt: skip
+        trainer = instantiate(cfg.trainer)
+        trainer.train()
+        trained.append(trainer)
+    fused, hooks = trained
+    assert fused.fused_update.steps == fused.state.optim_steps == 20
+    networks, reference = fused.loss_module.state_dict(), hooks.loss_module.state_dict()
+    for name in reference:
+        torch.testing.assert_close(networks[name], reference[name], rtol=1e-5, atol=1e-6)
