@@ -143,7 +143,7 @@ def _lr_scheduler(trainer: Any, calls: list[int]) -> None:
 def test_the_hooks_run_one_by_one_where_the_fused_update_does_not_apply(
     what: str, kwargs: dict[str, Any], change: Any
 ):
-    settings = {"loss_compile": True, **STEPS, "total_frames": 20, **kwargs}
+    settings = {"loss_compile": True, "fused_update": True, **STEPS, "total_frames": 20, **kwargs}
     trainer, _ = make_sac(**settings)
     calls: list[int] = []
     if change is not None:
@@ -161,7 +161,7 @@ def _raises(*args: Any) -> None:
 
 
 def test_a_failed_compile_leaves_the_steps_and_their_random_draws_to_the_hooks():
-    failing, _ = make_sac(**STEPS, loss_compile=True)
+    failing, _ = make_sac(**STEPS, loss_compile=True, fused_update=True)
     assert failing.fused_update is not None
     failing.fused_update.compiled = CompiledOnce(_raises, "trainer.fused_update", "hooks")
     with pytest.warns(UserWarning, match="trainer.fused_update: torch.compile failed, hooks"):
@@ -175,10 +175,10 @@ def test_a_failed_compile_leaves_the_steps_and_their_random_draws_to_the_hooks()
 def test_a_run_with_the_fused_update_resumes_exactly(tmp_path):
     uninterrupted, _ = _trained(True)
     checkpoint = tmp_path / "checkpoint.pt"
-    first, _ = make_sac(**{**STEPS, "total_frames": 30}, loss_compile=True,
+    first, _ = make_sac(**{**STEPS, "total_frames": 30}, loss_compile=True, fused_update=True,
                         save_trainer_file=checkpoint)  # fmt: skip
     first.train()
-    resumed, _ = make_sac(**STEPS, loss_compile=True)
+    resumed, _ = make_sac(**STEPS, loss_compile=True, fused_update=True)
     resumed.load_from_file(checkpoint)
     assert resumed.state.optim_steps == 18
     resumed.train()

@@ -80,7 +80,7 @@ class SACTrainer(Trainer):
         target_net_updater: Any | None = None,
         async_collection: bool = False,
         flush_denormals: bool = True,
-        fused_update: bool = True,
+        fused_update: bool = False,
     ) -> None:
         if replay_buffer is None:
             raise ValueError("SACTrainer needs a replay_buffer")
