@@ -114,15 +114,12 @@ class CompiledOnce:
         compute eagerly: another signature than the first call's, or a failed compile.
         ``signature``: what, besides ``device`` and torch's thread count, the graph is
         specialized to."""
-        if self.failed:
+        if not self.accepts(signature, device):
             return None
-        signature = (device, torch.get_num_threads(), *signature)
         compiled, first = self._compiled, self._compiled is None
         if compiled is None:
             compiled = self._compiled = compile_graph(_own_copy(self.function), device)
-            self._signature = signature
-        if signature != self._signature:
-            return None
+            self._signature = (device, torch.get_num_threads(), *signature)
         try:
             if first:  # compiles the backward graph too, inside this fallback
                 with torch._functorch.config.patch(force_non_lazy_backward_lowering=True):
