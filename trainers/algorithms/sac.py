@@ -40,10 +40,11 @@ class SACTrainer(Trainer):
             (required when the loss has target networks).
         enable_logging, log_rewards, log_actions, log_observations: which metrics to log;
             the update-to-data ratio is logged as ``utd_ratio``.
-        fused_update: run each optimization step (losses, gradients, Adam's step, target
-            update) as one compiled graph where the hooks are the defaults and the loss is
-            compiled (``trainers/algorithms/sac_update.py``); otherwise, and with False, the
-            hooks run one by one. ``trainer.fused_update.steps`` counts the steps it ran.
+        fused_update: put the gradients that the loss's fused path computes in its forward
+            pass into ``.grad`` directly, skipping autograd's backward pass, where the loss and
+            the ``optimizer`` hook are the defaults (``trainers/algorithms/sac_update.py``); the
+            results are the hooks' to the bit. Otherwise, and with False, the hooks run one by
+            one. ``trainer.fused_update.steps`` counts the steps it ran.
         Other arguments: as :class:`Trainer`.
 
     Examples:
@@ -80,7 +81,7 @@ class SACTrainer(Trainer):
         target_net_updater: Any | None = None,
         async_collection: bool = False,
         flush_denormals: bool = True,
-        fused_update: bool = False,
+        fused_update: bool = True,
     ) -> None:
         if replay_buffer is None:
             raise ValueError("SACTrainer needs a replay_buffer")
@@ -134,9 +135,9 @@ class SACTrainer(Trainer):
             (op for op in self.ops(Stage.OPTIMIZER) if isinstance(op, OptimizerHook)), None
         )
         self.fused_update: FusedSACUpdate | None = None
-        if fused_update and isinstance(loss_module, SACLoss) and optimizer_hook and target_hook:
+        if fused_update and isinstance(loss_module, SACLoss) and optimizer_hook:
             self.fused_update = FusedSACUpdate(
-                loss_module, optimizer_hook, target_hook, rb_trainer.update_priority
+                loss_module, optimizer_hook, rb_trainer.update_priority
             )
         register_weight_updates(self, collector, loss_module.actor_network)
         if enable_logging:

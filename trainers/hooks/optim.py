@@ -77,7 +77,7 @@ class OptimizerHook(TrainerHookBase):
         group = self._group
         if len(group) == 1:
             total.backward()
-            self._step(losses)
+            self.step_optimizer(losses)
             return
         last = group[-1] is self
         # Later hooks of the group may backpropagate through the same graph.
@@ -86,9 +86,11 @@ class OptimizerHook(TrainerHookBase):
         )
         if last:
             for hook in group:
-                hook._step(losses)
+                hook.step_optimizer(losses)
 
-    def _step(self, losses: TensorDictBase) -> None:
+    def step_optimizer(self, losses: TensorDictBase) -> None:
+        """What follows the backward pass: clipping (the norm logged into ``losses``), the
+        optimizer's ``step`` and ``zero_grad``."""
         grad_norm = self._clip()
         if grad_norm is not None:
             losses.set(self._norm_key, grad_norm.detach())

@@ -25,7 +25,7 @@ from trainers.objectives.common import (
     distance_loss,
     weighted_mean,
 )
-from trainers.objectives.sac_fused import FusedSAC, fused_sac_plan
+from trainers.objectives.sac_fused import FusedSAC, batch_shaped, fused_sac_plan
 from trainers.objectives.value import td0_return_estimate
 
 
@@ -209,6 +209,49 @@ class SACLoss(LossModule):
             losses = fused(tensordict, alpha, self._gamma, self.loss_function)
         if losses is None:
             losses = self._autograd_losses(tensordict, alpha)
+        return self.output(tensordict, alpha, losses)
+
+    def forward_with_gradients(self, tensordict: TensorDictBase) -> TensorDict | None:
+        """The output of :meth:`forward`, with the gradients of its loss terms already added to
+        the parameters' ``.grad``, as ``sum(loss terms).backward()`` adds them, to the bit.
+        None, having changed nothing, where the fused path does not run or grad mode is off.
+
+        The fused path computes the gradients in its forward pass; this puts them in place
+        directly instead of through autograd's backward pass (``SACTrainer(fused_update=True)``).
+        """
+        fused = self.fused_path
+        if (
+            not torch.is_grad_enabled()
+            or fused is None
+            or not fused.serves(self.actor_network, self.qvalue_network, self.target_qvalue_network)
+        ):
+            return None
+        alpha = self._alpha()
+        prepared = fused.prepare(tensordict, alpha, self._gamma, self.loss_function)
+        if prepared is None:
+            return None
+        settings, params = prepared
+        with torch.no_grad():  # as in an autograd function's forward
+            outputs, grads = fused.forward_pass(settings, params)
+            for param, grad in zip(params, grads, strict=True):
+                if grad is None or not param.requires_grad:
+                    continue
+                if param.grad is None:
+                    param.grad = grad
+                else:
+                    param.grad += grad  # autograd accumulates in place too
+        batch_shape = tensordict.get(OBSERVATION).shape[:-1]
+        losses = self.output(tensordict, alpha, batch_shaped(outputs, batch_shape))
+        loss_alpha = losses.get("loss_alpha")
+        if loss_alpha.requires_grad:  # the temperature's gradient through autograd, as always
+            loss_alpha.backward()
+        return losses
+
+    def output(
+        self, tensordict: TensorDictBase, alpha: torch.Tensor, losses: tuple[torch.Tensor, ...]
+    ) -> TensorDict:
+        """The loss's output from its computed ``(loss_actor, loss_qvalue, log_prob, q, target,
+        td_error)``, with the temperature loss; writes the TD errors into ``tensordict``."""
         loss_actor, loss_qvalue, log_prob, q, target, td_error = losses
         tensordict.set(TD_ERROR, td_error)
         if self.fixed_alpha:

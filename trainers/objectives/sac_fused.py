@@ -313,16 +313,28 @@ class FusedSAC:
         if prepared is None:
             return None
         settings, params = prepared
-        batch_shape = tensordict.get(OBSERVATION).shape[:-1]
-        loss_actor, loss_qvalue, log_prob, q, target, td_error = _SACLosses.apply(settings, *params)
-        return (
-            loss_actor,
-            loss_qvalue,
-            log_prob.reshape(batch_shape),
-            q.reshape(q.shape[0], *batch_shape, 1),
-            target.reshape(*batch_shape, 1),
-            td_error.reshape(batch_shape),
-        )
+        outputs = _SACLosses.apply(settings, *params)
+        return batch_shaped(outputs, tensordict.get(OBSERVATION).shape[:-1])
+
+    def forward_pass(self, settings: _Settings, params: tuple[torch.Tensor, ...]) -> _Computed:
+        """Draws the actor's noise and computes the losses and their gradients: the forward
+        pass of ``SACLoss``'s fused path (run it under ``torch.no_grad()``)."""
+        noise = draw_noise(settings.batch, self.actor.low.numel(), params[0])
+        return self.compute(settings, noise, params)
+
+
+def batch_shaped(outputs: tuple[torch.Tensor, ...], batch_shape: torch.Size) -> tuple:
+    """``(loss_actor, loss_qvalue, log_prob, q, target, td_error)`` of the flattened batch,
+    reshaped to the batch's shape as ``SACLoss`` returns them."""
+    loss_actor, loss_qvalue, log_prob, q, target, td_error = outputs
+    return (
+        loss_actor,
+        loss_qvalue,
+        log_prob.reshape(batch_shape),
+        q.reshape(q.shape[0], *batch_shape, 1),
+        target.reshape(*batch_shape, 1),
+        td_error.reshape(batch_shape),
+    )
 
 
 @dataclass
@@ -512,8 +524,7 @@ class _SACLosses(torch.autograd.Function):
         fused = settings.fused
         ctx.set_materialize_grads(False)
         count = fused.actor_param_count
-        noise = draw_noise(settings.batch, fused.actor.low.numel(), params[0])
-        outputs, grads = fused.compute(settings, noise, params)
+        outputs, grads = fused.forward_pass(settings, params)
         ctx.saved = _Gradients(  # type: ignore[attr-defined]
             params, [p._version for p in params], grads, count
         )

@@ -272,14 +272,13 @@ class Trainer:
         self._metrics.add_tensors(
             {k: v for k, v in losses.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
         )
-        if not fused:
-            self._run(Stage.POST_OPTIM)
+        self._run(Stage.POST_OPTIM)
         self._collect_logs(Stage.POST_OPTIM_LOG, sub_batch)
 
     def _fused_step(self, sub_batch: TensorDictBase) -> TensorDictBase | None:
-        """The loss, the ``optimizer`` stage and the ``post_optim`` stage computed at once, by
-        a trainer that can do so for its default hooks (``SACTrainer(fused_update=True)``);
-        returns the losses, or None: the stages run one by one."""
+        """The loss and the ``optimizer`` stage computed at once, by a trainer that can do so
+        for its default hooks (``SACTrainer(fused_update=True)``); returns the losses, or None:
+        the loss and the stage run one by one."""
         del sub_batch
         return None
 
