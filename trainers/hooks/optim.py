@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tensordict import TensorDictBase
 
+from trainers.hooks.adam_step import fused_adam_step
 from trainers.hooks.base import TrainerHookBase
 from trainers.trainer.stages import Stage
 
@@ -94,7 +95,8 @@ class OptimizerHook(TrainerHookBase):
         grad_norm = self._clip()
         if grad_norm is not None:
             losses.set(self._norm_key, grad_norm.detach())
-        self.optimizer.step()
+        if not fused_adam_step(self.optimizer):  # the same step without Adam's Python
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
     def _loss_names(self, losses: TensorDictBase) -> list[str]:

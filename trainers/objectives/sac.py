@@ -57,7 +57,7 @@ class SACLoss(LossModule):
     * Actor: ``loss_actor = mean(alpha * log pi(a|s) - min_i Q_i(s, a))`` with a
       reparameterized ``a ~ pi(.|s)``; the critics are called with detached weights, so this loss
       moves the actor only.
-    * Temperature: ``loss_alpha = -mean(log_alpha * (log pi(a|s) + target_entropy))`` moves
+    * Temperature: ``loss_alpha = -log_alpha * (mean(log pi(a|s)) + target_entropy)`` moves
       ``log_alpha`` only (zero, and no parameter, with ``fixed_alpha``).
 
     ``loss.target_qvalue_network`` is a copy of the critics whose weights are buffers: in
@@ -233,6 +233,13 @@ class SACLoss(LossModule):
         settings, params = prepared
         with torch.no_grad():  # as in an autograd function's forward
             outputs, grads = fused.forward_pass(settings, params)
+            batch_shape = tensordict.get(OBSERVATION).shape[:-1]
+            losses = self.output(tensordict, alpha, batch_shaped(outputs, batch_shape))
+            if not self.fixed_alpha and self.log_alpha.requires_grad:
+                # d loss_alpha / d log_alpha, as autograd computes it through output's formula:
+                # -(log_alpha * gap) backpropagates (-1) * gap.
+                grads = [*grads, -(outputs[2] + self.target_entropy)]
+                params = (*params, self.log_alpha)
             for param, grad in zip(params, grads, strict=True):
                 if grad is None or not param.requires_grad:
                     continue
@@ -240,34 +247,29 @@ class SACLoss(LossModule):
                     param.grad = grad
                 else:
                     param.grad += grad  # autograd accumulates in place too
-        batch_shape = tensordict.get(OBSERVATION).shape[:-1]
-        losses = self.output(tensordict, alpha, batch_shaped(outputs, batch_shape))
-        loss_alpha = losses.get("loss_alpha")
-        if loss_alpha.requires_grad:  # the temperature's gradient through autograd, as always
-            loss_alpha.backward()
         return losses
 
     def output(
         self, tensordict: TensorDictBase, alpha: torch.Tensor, losses: tuple[torch.Tensor, ...]
     ) -> TensorDict:
-        """The loss's output from its computed ``(loss_actor, loss_qvalue, log_prob, q, target,
-        td_error)``, with the temperature loss; writes the TD errors into ``tensordict``."""
-        loss_actor, loss_qvalue, log_prob, q, target, td_error = losses
+        """The loss's output from its computed ``(loss_actor, loss_qvalue, log_prob_mean, q_mean,
+        target_mean, td_error)``, with the temperature loss; writes the TD errors into
+        ``tensordict``."""
+        loss_actor, loss_qvalue, log_prob_mean, q_mean, target_mean, td_error = losses
         tensordict.set(TD_ERROR, td_error)
         if self.fixed_alpha:
             loss_alpha = torch.zeros((), device=alpha.device)
         else:
-            loss_alpha = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-
+            loss_alpha = -(self.log_alpha * (log_prob_mean + self.target_entropy))
         return TensorDict(
             {
                 "loss_actor": loss_actor,
                 "loss_qvalue": loss_qvalue,
                 "loss_alpha": loss_alpha,
                 "alpha": alpha,
-                "entropy": -log_prob.detach().mean(),
-                "q_mean": q.detach().mean(),
-                "target_value_mean": target.mean(),
+                "entropy": -log_prob_mean,
+                "q_mean": q_mean,
+                "target_value_mean": target_mean,
             },
             batch_size=[],
         )
@@ -275,7 +277,8 @@ class SACLoss(LossModule):
     def _autograd_losses(
         self, tensordict: TensorDictBase, alpha: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
-        """``(loss_actor, loss_qvalue, log_prob, q, target, td_error)`` through autograd."""
+        """``(loss_actor, loss_qvalue, log_prob_mean, q_mean, target_mean, td_error)`` through
+        autograd (the means detached)."""
         observation = tensordict.get(OBSERVATION)
         target = self._target_value(tensordict, alpha)
         q = self.qvalue_network(observation, tensordict.get(ACTION))
@@ -286,4 +289,5 @@ class SACLoss(LossModule):
         action, log_prob = self.actor_network.get_dist(tensordict).rsample_and_log_prob()
         q_pi = self.frozen(self.qvalue_network)(observation, action).min(0).values.squeeze(-1)
         loss_actor = (alpha * log_prob - q_pi).mean()
-        return loss_actor, loss_qvalue, log_prob, q, target, td_error
+        log_prob_mean, q_mean = log_prob.detach().mean(), q.detach().mean()
+        return loss_actor, loss_qvalue, log_prob_mean, q_mean, target.mean(), td_error

@@ -307,7 +307,7 @@ class FusedSAC:
         gamma: torch.Tensor,
         loss_function: str,
     ) -> tuple[torch.Tensor, ...] | None:
-        """``(loss_actor, loss_qvalue, log_prob, q, target, td_error)``, the losses with their
+        """``(loss_actor, loss_qvalue, log_prob_mean, q_mean, target_mean, td_error)``, the losses with their
         gradients to the networks and the rest detached; ``None`` where :meth:`prepare` is."""
         prepared = self.prepare(tensordict, alpha, gamma, loss_function)
         if prepared is None:
@@ -324,17 +324,9 @@ class FusedSAC:
 
 
 def batch_shaped(outputs: tuple[torch.Tensor, ...], batch_shape: torch.Size) -> tuple:
-    """``(loss_actor, loss_qvalue, log_prob, q, target, td_error)`` of the flattened batch,
-    reshaped to the batch's shape as ``SACLoss`` returns them."""
-    loss_actor, loss_qvalue, log_prob, q, target, td_error = outputs
-    return (
-        loss_actor,
-        loss_qvalue,
-        log_prob.reshape(batch_shape),
-        q.reshape(q.shape[0], *batch_shape, 1),
-        target.reshape(*batch_shape, 1),
-        td_error.reshape(batch_shape),
-    )
+    """``(loss_actor, loss_qvalue, log_prob_mean, q_mean, target_mean, td_error)`` with the TD
+    errors of the flattened batch in the batch's shape, as ``SACLoss`` reads them."""
+    return (*outputs[:5], outputs[5].reshape(batch_shape))
 
 
 @dataclass
@@ -453,7 +445,7 @@ def _actor_pass(
     return _ActorPass(inputs, hidden, raw, scale, noise, squashed, action, log_prob)
 
 
-# (loss_actor, loss_qvalue, log_prob, q, target, td_error), and the gradients of the losses for
+# (loss_actor, loss_qvalue, log_prob_mean, q_mean, target_mean, td_error), and the gradients of the losses for
 # a gradient of one on each: the actor's parameters' from loss_actor, the critics' from
 # loss_qvalue (None where not computed), in FusedSAC.parameters() order.
 _Computed = tuple[tuple[torch.Tensor, ...], list[torch.Tensor | None]]
@@ -489,7 +481,8 @@ def losses_and_gradients(
     q_pi_min, q_pi_index = q_pi.min(0)
     log_prob = actor.log_prob[size:]
     loss_actor = (alpha * log_prob - q_pi_min.squeeze(-1)).mean()
-    outputs = (loss_actor, loss_qvalue, log_prob, q, target, td_error)
+    # The means are what SACLoss's output reads: one reduction each inside the graph.
+    outputs = (loss_actor, loss_qvalue, log_prob.mean(), q.mean(), target.mean(), td_error)
 
     grads: list[torch.Tensor | None] = [None] * len(params)
     if not settings.gradients:
