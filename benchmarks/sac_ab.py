@@ -5,7 +5,7 @@
 flushing denormals.
 ``--compare compile``: what compiling the fused path saves (``loss.compile``; the first compiled
 update, which compiles, runs before the timed rounds), both arms fused and flushing denormals.
-``--compare fused_update``: what running the whole step as one graph saves
+``--compare fused_update``: what skipping autograd's backward pass saves
 (``trainer.fused_update``): each arm is a ``SACTrainer`` over its copy, taking the trainer's own
 optimization steps (sampling included), both with the compiled loss and flushing denormals.
 
