@@ -4,6 +4,7 @@ wherever it would skip something the hooks do."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -52,6 +53,10 @@ def _post_optim_hook(trainer: Any, calls: list[int]) -> None:
         ("the defaults, compiled loss", {"loss_compile": True}, None),
         ("the defaults, eager fused loss", {}, None),
         ("Adam without the fused kernel", {"adam_options": {"fused": False}}, None),
+        ("torch's fused Adam kernel (the configs'), compiled loss",
+         {"loss_compile": True, "adam_options": {"fused": True}}, None),
+        ("the fused Adam kernel with clipping", {"adam_options": {"fused": True}, "clip_norm": 0.5},
+         None),
         ("gradient clipping", {"clip_norm": 0.5}, None),
         ("Adam's weight decay and amsgrad",
          {"adam_options": {"weight_decay": 0.01, "amsgrad": True}}, None),
@@ -111,6 +116,16 @@ def _post_loss_hook(trainer: Any, calls: list[int]) -> None:
     trainer.register_op(Stage.POST_LOSS, lambda batch: calls.append(1))
 
 
+def _gradient_hook(trainer: Any, calls: list[int]) -> None:
+    critic_weight = trainer.loss_module.fused_path.parameters()[-1]
+    critic_weight.register_hook(lambda grad: calls.append(1))
+
+
+def _post_accumulate_hook(trainer: Any, calls: list[int]) -> None:
+    actor_weight = trainer.loss_module.fused_path.parameters()[0]
+    actor_weight.register_post_accumulate_grad_hook(lambda param: calls.append(1))
+
+
 def _autograd_loss(trainer: Any, calls: list[int]) -> None:
     del calls
     trainer.loss_module.fused_path = None
@@ -123,6 +138,8 @@ def _autograd_loss(trainer: Any, calls: list[int]) -> None:
         ("a SACLoss subclass", {}, _loss_subclass),
         ("a forward hook on the loss", {}, _loss_forward_hook),
         ("a user hook at post_loss", {}, _post_loss_hook),
+        ("a gradient hook on a parameter", {}, _gradient_hook),
+        ("a post-accumulate-grad hook on a parameter", {}, _post_accumulate_hook),
         ("the autograd loss path", {}, _autograd_loss),
         ("trainer.fused_update=false", {"fused_update": False}, None),
     ],
@@ -137,7 +154,8 @@ def test_the_hooks_run_one_by_one_where_the_fused_update_would_skip_something(
     trainer.train()
     assert trainer.state.optim_steps == 12, what
     assert trainer.fused_update is None or trainer.fused_update.steps == 0, what
-    if change in (_loss_subclass, _loss_forward_hook, _post_loss_hook):
+    if change in (_loss_subclass, _loss_forward_hook, _post_loss_hook, _gradient_hook,
+                  _post_accumulate_hook):  # fmt: skip
         assert len(calls) == 12, what  # each step ran the hook (or the subclass's forward)
 
 
@@ -172,12 +190,45 @@ def test_forward_with_gradients_adds_what_backward_adds(fixed_alpha: bool):
     assert loss.log_alpha.grad is None if fixed_alpha else loss.log_alpha.grad is not None
 
 
-def test_forward_with_gradients_changes_nothing_under_no_grad():
+def _frozen(loss: SACLoss) -> None:
+    loss.requires_grad_(False)
+
+
+def _log_alpha_in_float64(loss: SACLoss) -> None:
+    loss.log_alpha = torch.nn.Parameter(loss.log_alpha.detach().double())
+
+
+@pytest.mark.parametrize(
+    ("what", "change", "context"),
+    [
+        ("grad mode off", None, torch.no_grad),
+        ("anomaly detection on", None, torch.autograd.detect_anomaly),
+        ("no parameter takes a gradient", _frozen, contextlib.nullcontext),
+        ("log_alpha in another dtype than the networks", _log_alpha_in_float64,
+         contextlib.nullcontext),
+    ],
+)  # fmt: skip
+def test_forward_with_gradients_draws_and_writes_nothing_where_backward_would_differ(
+    what: str, change: Any, context: Any
+):
     trainer, _ = make_sac(**STEPS)
     trainer.train()
-    with torch.no_grad():
-        assert trainer.loss_module.forward_with_gradients(trainer.replay_buffer.sample()) is None
-    assert all(p.grad is None for p in trainer.loss_module.parameters())
+    loss = trainer.loss_module
+    if change is not None:
+        change(loss)
+    batch = trainer.replay_buffer.sample()
+    rng = torch.get_rng_state()
+    with context():
+        assert loss.forward_with_gradients(batch) is None, what
+    assert torch.equal(torch.get_rng_state(), rng), what
+    assert all(p.grad is None for p in loss.parameters()), what
+
+
+def test_anomaly_detection_runs_the_steps_hook_by_hook():
+    trainer, _ = make_sac(**{**STEPS, "total_frames": 20})
+    with torch.autograd.detect_anomaly():
+        trainer.train()
+    assert trainer.fused_update is not None and trainer.fused_update.steps == 0
 
 
 def test_a_run_with_the_fused_update_resumes_exactly(tmp_path):

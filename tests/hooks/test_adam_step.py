@@ -72,6 +72,14 @@ def _adamw(adam: torch.optim.Adam) -> torch.optim.Optimizer:
     return torch.optim.AdamW(adam.param_groups[0]["params"], fused=True)
 
 
+def _grad_scaler_state(adam: torch.optim.Adam) -> None:
+    adam.grad_scale = torch.tensor(2.0)  # what GradScaler.step hands to the kernel
+
+
+def _a_parameter_without_state(adam: torch.optim.Adam) -> None:
+    adam.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))]})
+
+
 @pytest.mark.parametrize(
     ("what", "options", "change"),
     [
@@ -81,6 +89,8 @@ def _adamw(adam: torch.optim.Adam) -> torch.optim.Optimizer:
         ("a step hook", {}, _with_hook),
         ("an LR scheduler", {}, _with_scheduler),
         ("AdamW", {}, _adamw),
+        ("GradScaler's scale", {}, _grad_scaler_state),
+        ("a parameter whose first gradient comes later", {}, _a_parameter_without_state),
     ],
 )
 def test_it_leaves_the_step_to_adam_where_step_does_more(
@@ -91,8 +101,13 @@ def test_it_leaves_the_step_to_adam_where_step_does_more(
     if change is not None:
         adam = change(adam) or adam
     _set_gradients(params, 0)
-    adam.step()  # Adam's state exists
+    if change is _a_parameter_without_state:
+        adam.param_groups[1]["params"][0].grad = None
+    adam.step()  # Adam's state exists (not for a parameter without a gradient)
     _set_gradients(params, 2)
+    if change is _a_parameter_without_state:
+        late = adam.param_groups[1]["params"][0]
+        late.grad = torch.ones_like(late)
     params_before, state_before = copy.deepcopy((params, adam.state_dict()["state"]))
     assert not fused_adam_step(adam), what
     assert all(torch.equal(p, q) for p, q in zip(params, params_before, strict=True)), what

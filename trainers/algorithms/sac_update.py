@@ -12,9 +12,11 @@ and ``post_optim`` stages run as always, after the step.
 
 It runs where nothing the hooks would do is skipped, checked at every step: the trainer's loss is
 a ``SACLoss`` (not a subclass, which may compute more) without forward hooks, whose fused path
-serves its networks; the ``optimizer`` stage is the trainer's one ``OptimizerHook``, summing
-every loss term; ``post_loss`` holds at most the replay buffer's priority update (it reads the TD
-errors only, so it may run after the step). Otherwise the step runs hook by hook.
+serves its networks (``SACLoss.forward_with_gradients`` adds its own conditions: no tensor hooks
+on the parameters, no anomaly detection, ...); the ``optimizer`` stage is the trainer's one
+``OptimizerHook``, summing every loss term; ``post_loss`` holds at most the replay buffer's
+priority update (it reads the TD errors only, so it may run after the step). Otherwise the step
+runs hook by hook.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class FusedSACUpdate:
     Examples:
         >>> trainer = SACTrainer(..., loss_module=SACLoss(actor, critics))
         >>> trainer.train()
-        >>> trainer.fused_update.steps == trainer.state.optim_steps  # every step fused
+        >>> trainer.fused_update.steps == trainer.state.optim_steps  # every step of this process
         True
     """
 

@@ -8,8 +8,8 @@ makes (``torch._fused_adam_`` after ``step += 1``), so the results are equal to 
 and only where that is all ``step()`` would do: a plain ``torch.optim.Adam`` with ``fused=True``,
 without step hooks or anything wrapping ``step`` (an LR scheduler counts calls that way), float
 learning rates and betas, no ``amsgrad``, ``capturable``, ``differentiable`` or decoupled weight
-decay, dense real gradients, and state already made by a first ``step()`` for every parameter
-that has a gradient. Anywhere else it returns False and the caller calls ``step()``.
+decay, no ``GradScaler`` scale or inf flag, dense real gradients, and state already made by a
+first ``step()`` for every parameter that has a gradient. Anywhere else it returns False and the caller calls ``step()``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ def fused_adam_step(optimizer: torch.optim.Optimizer) -> bool:
     fused Adam kernel call per group (module docstring); otherwise changes nothing and returns
     False."""
     if type(optimizer) is not torch.optim.Adam or _has_step_hooks(optimizer):
+        return False
+    # GradScaler hands its scale and inf flag to the kernel through these attributes.
+    if getattr(optimizer, "grad_scale", None) is not None:
+        return False
+    if getattr(optimizer, "found_inf", None) is not None:
         return False
     calls = []
     for group in optimizer.param_groups:

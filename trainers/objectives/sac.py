@@ -41,6 +41,11 @@ def _action_dim(actor_network: nn.Module, action_spec: Any) -> int:
     return math.prod(shape)
 
 
+def _has_tensor_hooks(tensor: torch.Tensor) -> bool:
+    """Whether autograd's backward would run hooks registered on ``tensor``."""
+    return bool(tensor._backward_hooks or getattr(tensor, "_post_accumulate_grad_hooks", None))
+
+
 class SACLoss(LossModule):
     """Soft actor-critic losses on a batch of transitions ``[*batch]``.
 
@@ -214,16 +219,29 @@ class SACLoss(LossModule):
     def forward_with_gradients(self, tensordict: TensorDictBase) -> TensorDict | None:
         """The output of :meth:`forward`, with the gradients of its loss terms already added to
         the parameters' ``.grad``, as ``sum(loss terms).backward()`` adds them, to the bit.
-        None, having changed nothing, where the fused path does not run or grad mode is off.
 
         The fused path computes the gradients in its forward pass; this puts them in place
         directly instead of through autograd's backward pass (``SACTrainer(fused_update=True)``).
+        Returns None, having drawn nothing and written no gradient, where that would differ from
+        a backward pass: the fused path does not run, grad mode is off, anomaly detection is on,
+        no parameter takes a gradient (backward raises), a parameter has tensor hooks (backward
+        runs them), or ``log_alpha``'s dtype differs from the networks' (autograd casts).
+        ``log_alpha``'s clamp (``min_alpha``/``max_alpha``) may have run, as ``forward`` runs it.
         """
         fused = self.fused_path
         if (
             not torch.is_grad_enabled()
+            or torch.is_anomaly_enabled()
             or fused is None
             or not fused.serves(self.actor_network, self.qvalue_network, self.target_qvalue_network)
+        ):
+            return None
+        learns_alpha = not self.fixed_alpha and self.log_alpha.requires_grad
+        tensors = [*fused.parameters(), *([self.log_alpha] if learns_alpha else [])]
+        if (
+            not any(tensor.requires_grad for tensor in tensors)
+            or any(_has_tensor_hooks(tensor) for tensor in tensors)
+            or len({tensor.dtype for tensor in tensors}) > 1
         ):
             return None
         alpha = self._alpha()
@@ -235,7 +253,7 @@ class SACLoss(LossModule):
             outputs, grads = fused.forward_pass(settings, params)
             batch_shape = tensordict.get(OBSERVATION).shape[:-1]
             losses = self.output(tensordict, alpha, batch_shaped(outputs, batch_shape))
-            if not self.fixed_alpha and self.log_alpha.requires_grad:
+            if learns_alpha:
                 # d loss_alpha / d log_alpha, as autograd computes it through output's formula:
                 # -(log_alpha * gap) backpropagates (-1) * gap.
                 grads = [*grads, -(outputs[2] + self.target_entropy)]
