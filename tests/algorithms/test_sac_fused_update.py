@@ -12,6 +12,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from tests.algorithms._common import make_sac
+from trainers.data import PrioritizedSampler
 from trainers.hooks.optim import OptimizerHook
 from trainers.objectives import SACLoss
 from trainers.trainer.stages import Stage
@@ -47,6 +48,12 @@ def _post_optim_hook(trainer: Any, calls: list[int]) -> None:
     trainer.register_op(Stage.POST_OPTIM, lambda: calls.append(1))
 
 
+def _prioritized(trainer: Any, calls: list[int]) -> None:
+    sampler = trainer.replay_buffer.sampler
+    trainer.register_op(Stage.POST_OPTIM, lambda: calls.append(1))  # counts the steps
+    assert isinstance(sampler, PrioritizedSampler)
+
+
 @pytest.mark.parametrize(
     ("what", "kwargs", "change"),
     [
@@ -63,6 +70,7 @@ def _post_optim_hook(trainer: Any, calls: list[int]) -> None:
         ("an optimizer step hook", {}, _optimizer_step_hook),
         ("an LR scheduler stepped at post_optim", {}, _lr_scheduler),
         ("a user hook at post_optim", {}, _post_optim_hook),
+        ("prioritized replay (weights; priorities from the TD errors)", {}, _prioritized),
     ],
 )  # fmt: skip
 def test_the_fused_update_trains_as_the_hooks_do_to_the_bit(
@@ -70,6 +78,8 @@ def test_the_fused_update_trains_as_the_hooks_do_to_the_bit(
 ):
     runs, logs, calls = [], [], []
     for fused_update in (True, False):
+        if change is _prioritized:  # a sampler of its own for each run
+            kwargs = {"sampler": PrioritizedSampler(200, alpha=0.6, beta=0.4)}
         trainer, logger = make_sac(**STEPS, fused_update=fused_update, **kwargs)
         calls.append([])
         if change is not None:
