@@ -236,19 +236,19 @@ class SACLoss(LossModule):
             or not fused.serves(self.actor_network, self.qvalue_network, self.target_qvalue_network)
         ):
             return None
-        learns_alpha = not self.fixed_alpha and self.log_alpha.requires_grad
-        tensors = [*fused.parameters(), *([self.log_alpha] if learns_alpha else [])]
-        if (
-            not any(tensor.requires_grad for tensor in tensors)
-            or any(_has_tensor_hooks(tensor) for tensor in tensors)
-            or len({tensor.dtype for tensor in tensors}) > 1
-        ):
-            return None
         alpha = self._alpha()
         prepared = fused.prepare(tensordict, alpha, self._gamma, self.loss_function)
         if prepared is None:
             return None
         settings, params = prepared
+        learns_alpha = not self.fixed_alpha and self.log_alpha.requires_grad
+        tensors = [*params, *([self.log_alpha] if learns_alpha else [])]
+        if (
+            not (settings.gradients or learns_alpha)
+            or any(_has_tensor_hooks(tensor) for tensor in tensors)
+            or len({tensor.dtype for tensor in tensors}) > 1
+        ):
+            return None
         with torch.no_grad():  # as in an autograd function's forward
             outputs, grads = fused.forward_pass(settings, params)
             batch_shape = tensordict.get(OBSERVATION).shape[:-1]

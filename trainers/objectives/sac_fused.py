@@ -307,8 +307,9 @@ class FusedSAC:
         gamma: torch.Tensor,
         loss_function: str,
     ) -> tuple[torch.Tensor, ...] | None:
-        """``(loss_actor, loss_qvalue, log_prob_mean, q_mean, target_mean, td_error)``, the losses with their
-        gradients to the networks and the rest detached; ``None`` where :meth:`prepare` is."""
+        """``(loss_actor, loss_qvalue, log_prob_mean, q_mean, target_mean, td_error)``, the
+        losses with their gradients to the networks and the rest detached; ``None`` where
+        :meth:`prepare` is."""
         prepared = self.prepare(tensordict, alpha, gamma, loss_function)
         if prepared is None:
             return None
@@ -445,9 +446,9 @@ def _actor_pass(
     return _ActorPass(inputs, hidden, raw, scale, noise, squashed, action, log_prob)
 
 
-# (loss_actor, loss_qvalue, log_prob_mean, q_mean, target_mean, td_error), and the gradients of the losses for
-# a gradient of one on each: the actor's parameters' from loss_actor, the critics' from
-# loss_qvalue (None where not computed), in FusedSAC.parameters() order.
+# (loss_actor, loss_qvalue, log_prob_mean, q_mean, target_mean, td_error), and the gradients
+# of the losses for a gradient of one on each: the actor's parameters' from loss_actor, the
+# critics' from loss_qvalue (None where not computed), in FusedSAC.parameters() order.
 _Computed = tuple[tuple[torch.Tensor, ...], list[torch.Tensor | None]]
 
 
