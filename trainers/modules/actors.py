@@ -69,6 +69,31 @@ def _parse_scale_mapping(scale_mapping: str, scale_lb: float) -> tuple[str, floa
     )
 
 
+def map_scale(raw: torch.Tensor, kind: str, bias: torch.Tensor, lb: torch.Tensor) -> torch.Tensor:
+    """A ``TanhNormalActor``'s scale from its raw value, for the mapping ``kind`` with its
+    ``bias`` and lower bound ``lb`` (``TanhNormalActor.scale_mapping_args``)."""
+    if kind == "exp":
+        return torch.clamp_min(raw.exp(), lb)
+    return F.softplus(raw + bias).add_(lb)
+
+
+def map_scale_backward(
+    grad: torch.Tensor,
+    raw: torch.Tensor,
+    scale: torch.Tensor,
+    kind: str,
+    bias: torch.Tensor,
+    lb: torch.Tensor,
+) -> torch.Tensor:
+    """The gradient with respect to ``raw`` of ``scale = map_scale(raw, kind, bias, lb)``,
+    given ``grad`` with respect to ``scale``: autograd's arithmetic, for hand-written backward
+    passes."""
+    if kind == "exp":
+        # clamp_min passes the gradient where exp(raw) >= lb; there scale == exp(raw)
+        return grad * scale * (raw.exp() >= lb)
+    return torch.ops.aten.softplus_backward(grad, raw + bias, 1.0, 20.0)
+
+
 def _bounds(action_spec: Any, low: Any, high: Any) -> tuple[torch.Tensor, torch.Tensor]:
     if action_spec is not None:
         if low is not None or high is not None:
@@ -184,21 +209,15 @@ class TanhNormalActor(TensorDictModuleBase):
         """``(center, half_range, log_const)`` of the bounds (``tanh_bounds_constants``)."""
         return self._center, self._half_range, self._log_const
 
+    @property
+    def scale_mapping_args(self) -> tuple[str, torch.Tensor, torch.Tensor]:
+        """``(kind, bias, scale_lb)``: what :func:`map_scale` takes for this actor's
+        ``scale_mapping``."""
+        return self._scale_kind, self._scale_bias, self._scale_lb
+
     def map_scale(self, raw: torch.Tensor) -> torch.Tensor:
         """The scale from its raw value (a network output or ``raw_scale``): ``scale_mapping``."""
-        if self._scale_kind == "exp":
-            return torch.clamp_min(raw.exp(), self._scale_lb)
-        return F.softplus(raw + self._scale_bias).add_(self._scale_lb)
-
-    def map_scale_backward(
-        self, grad: torch.Tensor, raw: torch.Tensor, scale: torch.Tensor
-    ) -> torch.Tensor:
-        """The gradient with respect to ``raw`` of ``scale = map_scale(raw)``, given ``grad``
-        with respect to ``scale``: autograd's arithmetic, for hand-written backward passes."""
-        if self._scale_kind == "exp":
-            # clamp_min passes the gradient where exp(raw) >= scale_lb; there scale == exp(raw)
-            return grad * scale * (raw.exp() >= self._scale_lb)
-        return torch.ops.aten.softplus_backward(grad, raw + self._scale_bias, 1.0, 20.0)
+        return map_scale(raw, *self.scale_mapping_args)
 
     def loc_scale(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The pre-tanh normal's loc and scale for a network input."""

@@ -49,7 +49,7 @@ from trainers.keys import (
     REWARD,
     TERMINATED,
 )
-from trainers.modules.actors import TanhNormalActor
+from trainers.modules.actors import TanhNormalActor, map_scale, map_scale_backward
 from trainers.modules.common import read_input
 from trainers.modules.critics import EnsembleMLP, EnsembleQValueNetwork, ensemble_linear
 from trainers.modules.distributions import tanh_normal_log_prob_pre_tanh
@@ -289,14 +289,22 @@ class FusedSAC:
             return None
         params = tuple(self.parameters())
         count, grad_mode = self.actor_param_count, torch.is_grad_enabled()
+        actor, target = self.actor, self.target_critic
         settings = _Settings(
-            self,
             batch,
             alpha,
             gamma,
             loss_function,
             actor_gradients=grad_mode and any(p.requires_grad for p in params[:count]),
             critic_gradients=grad_mode and any(p.requires_grad for p in params[count:]),
+            actor_layers=len(self.actor_layers),
+            actor_activation=self.actor_activation,
+            shared_scale=actor.raw_scale is not None,
+            scale_mapping=actor.scale_mapping_args,
+            squash=actor.squash_constants,
+            critic_activation=self.critic_activation,
+            target_weights=tuple(target.weights),
+            target_biases=tuple(target.biases),
         )
         return settings, params
 
@@ -314,7 +322,7 @@ class FusedSAC:
         if prepared is None:
             return None
         settings, params = prepared
-        outputs = _SACLosses.apply(settings, *params)
+        outputs = _SACLosses.apply(self, settings, *params)
         return batch_shaped(outputs, tensordict.get(OBSERVATION).shape[:-1])
 
     def forward_pass(self, settings: _Settings, params: tuple[torch.Tensor, ...]) -> _Computed:
@@ -332,19 +340,33 @@ def batch_shaped(outputs: tuple[torch.Tensor, ...], batch_shape: torch.Size) -> 
 
 @dataclass
 class _Settings:
-    """The non-tensor arguments of one call of the autograd function."""
+    """What one computation reads besides the noise and the parameters: tensors and Python
+    values, no module. A compiled graph guards on every attribute it reads from its arguments
+    at every call; a module's would be dozens."""
 
-    fused: FusedSAC
     batch: _Batch
     alpha: torch.Tensor
     gamma: torch.Tensor  # 0-d, so that a new value does not recompile
     loss_function: str
     actor_gradients: bool  # compute the actor's gradients (grad mode on, parameters need them)
     critic_gradients: bool  # and the critics'
+    actor_layers: int
+    actor_activation: str
+    shared_scale: bool  # the actor's scale is raw_scale, its last parameter
+    scale_mapping: tuple[str, torch.Tensor, torch.Tensor]  # map_scale's (kind, bias, lb)
+    squash: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (center, half_range, log_const)
+    critic_activation: str
+    target_weights: tuple[torch.Tensor, ...]  # the target critics' layers
+    target_biases: tuple[torch.Tensor, ...]
 
     @property
     def gradients(self) -> bool:
         return self.actor_gradients or self.critic_gradients
+
+    @property
+    def actor_param_count(self) -> int:
+        """How many of the parameters are the actor's (``FusedSAC.parameters``)."""
+        return 2 * self.actor_layers + self.shared_scale
 
 
 def _signature(settings: _Settings, noise: torch.Tensor) -> tuple:
@@ -391,24 +413,29 @@ class _Saved:
 
 
 def _mlp_forward(
-    inputs: torch.Tensor, layers: list[nn.Linear], kind: str
+    inputs: torch.Tensor, params: tuple[torch.Tensor, ...], kind: str
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """The hidden activations and the output of an MLP given as its linear layers."""
+    """The hidden activations and the output of an MLP given as its linear layers' weights and
+    biases, layer by layer."""
     hidden: list[torch.Tensor] = []
     h = inputs
-    for layer in layers[:-1]:
-        h = _activate_(kind, torch.addmm(layer.bias, h, layer.weight.t()))
+    last = len(params) // 2 - 1
+    for i in range(last):
+        h = _activate_(kind, torch.addmm(params[2 * i + 1], h, params[2 * i].t()))
         hidden.append(h)
-    return hidden, torch.addmm(layers[-1].bias, h, layers[-1].weight.t())
+    return hidden, torch.addmm(params[2 * last + 1], h, params[2 * last].t())
 
 
 def _ensemble_forward(
-    inputs: torch.Tensor, network: EnsembleMLP, kind: str
+    inputs: torch.Tensor,
+    weights: tuple[torch.Tensor, ...],
+    biases: tuple[torch.Tensor, ...],
+    kind: str,
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """``EnsembleMLP``'s forward pass, keeping the hidden activations."""
-    weights, biases = network.weights, network.biases
+    """``EnsembleMLP``'s forward pass from its layers' weights and biases, keeping the hidden
+    activations."""
     hidden: list[torch.Tensor] = []
-    h = inputs.expand(network.num_nets, *inputs.shape)
+    h = inputs.expand(len(weights[0]), *inputs.shape)
     last = len(weights) - 1
     for i in range(last):
         h = _activate_(kind, ensemble_linear(h, weights[i], biases[i]))
@@ -427,20 +454,21 @@ def draw_noise(batch: _Batch, action_dim: int, like: torch.Tensor) -> torch.Tens
 
 
 def _actor_pass(
-    fused: FusedSAC, batch: _Batch, raw_scale: torch.Tensor | None, noise: torch.Tensor
+    settings: _Settings, params: tuple[torch.Tensor, ...], noise: torch.Tensor
 ) -> _ActorPass:
-    """Samples ``a' ~ pi(.|s')`` and ``a ~ pi(.|s)`` from one pass of the actor."""
-    actor = fused.actor
+    """Samples ``a' ~ pi(.|s')`` and ``a ~ pi(.|s)`` from one pass of the actor (``params``:
+    its parameters)."""
+    batch, layers = settings.batch, settings.actor_layers
     inputs = torch.cat((batch.next_actor_input, batch.actor_input))
-    hidden, output = _mlp_forward(inputs, fused.actor_layers, fused.actor_activation)
-    if raw_scale is None:
-        loc, raw = output.chunk(2, dim=-1)
+    hidden, output = _mlp_forward(inputs, params[: 2 * layers], settings.actor_activation)
+    if settings.shared_scale:  # the raw scale follows the layers (FusedSAC.parameters)
+        loc, raw = output, params[2 * layers]
     else:
-        loc, raw = output, raw_scale
-    scale = actor.map_scale(raw).expand_as(loc)
+        loc, raw = output.chunk(2, dim=-1)
+    scale = map_scale(raw, *settings.scale_mapping).expand_as(loc)
     pre_tanh = torch.addcmul(loc, scale, noise)
     squashed = torch.tanh(pre_tanh)
-    center, half_range, log_const = actor.squash_constants
+    center, half_range, log_const = settings.squash
     action = torch.addcmul(center, half_range, squashed)
     log_prob = tanh_normal_log_prob_pre_tanh(pre_tanh, loc, scale, log_const)
     return _ActorPass(inputs, hidden, raw, scale, noise, squashed, action, log_prob)
@@ -456,22 +484,26 @@ def losses_and_gradients(
     settings: _Settings, noise: torch.Tensor, params: tuple[torch.Tensor, ...], row_split: bool
 ) -> _Computed:
     """The losses and their gradients: one function of tensors, eager or compiled."""
-    fused, batch, alpha = settings.fused, settings.batch, settings.alpha
+    batch, alpha, kind = settings.batch, settings.alpha, settings.critic_activation
     size = batch.observation.shape[0]
-    count = fused.actor_param_count
-    # A state-independent scale is the actor's last parameter (FusedSAC.parameters).
-    raw_scale = params[count - 1] if fused.actor.raw_scale is not None else None
-    actor = _actor_pass(fused, batch, raw_scale, noise)
+    count = settings.actor_param_count
+    actor = _actor_pass(settings, params[:count], noise)
+    critic_params = params[count:]
+    layers = len(critic_params) // 2
 
     # The target critics on (s', a'), the critics on [(s, a); (s, a~pi)].
     target_input = torch.cat((batch.next_observation, actor.action[:size]), dim=-1)
-    _, next_q = _ensemble_forward(target_input, fused.target_critic, fused.critic_activation)
+    _, next_q = _ensemble_forward(
+        target_input, settings.target_weights, settings.target_biases, kind
+    )
     next_value = next_q.min(0).values - alpha * actor.log_prob[:size].unsqueeze(-1)
     target = td0_return_estimate(settings.gamma, next_value, batch.reward, batch.terminated)
     critic_input = torch.cat(
         (batch.observation.repeat(2, 1), torch.cat((batch.action, actor.action[size:]))), dim=-1
     )
-    critic_hidden, q_all = _ensemble_forward(critic_input, fused.critic, fused.critic_activation)
+    critic_hidden, q_all = _ensemble_forward(
+        critic_input, critic_params[:layers], critic_params[layers:], kind
+    )
     q, q_pi = q_all[:, :size], q_all[:, size:]
 
     error = q - target
@@ -489,7 +521,6 @@ def losses_and_gradients(
     if not settings.gradients:
         return outputs, grads
     saved = _Saved(settings, actor, critic_input, critic_hidden, error, q_pi_index)
-    critic_params = params[count:]
     if settings.critic_gradients:
         grads[count:] = _critic_backward(saved, critic_params)
     if settings.actor_gradients:
@@ -514,10 +545,11 @@ class _SACLosses(torch.autograd.Function):
     losses' incoming gradients (module docstring)."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, settings: _Settings, *params: torch.Tensor) -> tuple:
-        fused = settings.fused
+    def forward(
+        ctx: FunctionCtx, fused: FusedSAC, settings: _Settings, *params: torch.Tensor
+    ) -> tuple:
         ctx.set_materialize_grads(False)
-        count = fused.actor_param_count
+        count = settings.actor_param_count
         outputs, grads = fused.forward_pass(settings, params)
         ctx.saved = _Gradients(  # type: ignore[attr-defined]
             params, [p._version for p in params], grads, count
@@ -553,7 +585,7 @@ class _SACLosses(torch.autograd.Function):
             grads[count:] = torch._foreach_mul(critic_grads, grad_qvalue)  # type: ignore[arg-type]
         if grad_actor is not None:
             grads[:count] = torch._foreach_mul(actor_grads, grad_actor)  # type: ignore[arg-type]
-        return None, *grads
+        return None, None, *grads
 
 
 def _critic_backward(saved: _Saved, params: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
@@ -579,9 +611,7 @@ def _critic_backward(saved: _Saved, params: tuple[torch.Tensor, ...]) -> list[to
         ]
         bias_grads[:0] = [grad.sum(1, keepdim=True)]
         if i > 0:
-            grad = _layer_backward(
-                settings.fused.critic_activation, grad, weights[i], hidden[i - 1]
-            )
+            grad = _layer_backward(settings.critic_activation, grad, weights[i], hidden[i - 1])
     return [*weight_grads, *bias_grads]
 
 
@@ -595,7 +625,7 @@ ROW_SPLIT_DEVICES = ("cpu",)
 def _action_grad(saved: _Saved, params: tuple[torch.Tensor, ...], row_split: bool) -> torch.Tensor:
     """``d loss_actor / d a~pi`` through ``min_i Q_i(s, a~pi)``, the critics' weights fixed;
     with ``row_split``, each critic only on the rows where it is the smaller one."""
-    size, kind = saved.size, saved.settings.fused.critic_activation
+    size, kind = saved.size, saved.settings.critic_activation
     layers = len(params) // 2
     weights = params[:layers]
     hidden = [h[:, size:] for h in saved.critic_hidden]
@@ -623,13 +653,12 @@ def _actor_backward(
     saved: _Saved, params: tuple[torch.Tensor, ...], action_grad: torch.Tensor
 ) -> list[torch.Tensor]:
     """The actor's gradients of ``loss_actor = mean(alpha * log_prob - min_i Q_i(s, a~pi))``."""
-    size, fused, passed = saved.size, saved.settings.fused, saved.actor
-    actor = fused.actor
+    size, settings, passed = saved.size, saved.settings, saved.actor
     squashed = passed.squashed[size:]
     # d log_prob / d pre_tanh = 2 tanh(pre_tanh) (the tanh correction; the normal's term moves
     # with the sample), d action / d pre_tanh = half_range * (1 - tanh^2).
-    log_prob_grad = saved.settings.alpha / size
-    _, half_range, _ = actor.squash_constants
+    log_prob_grad = settings.alpha / size
+    _, half_range, _ = settings.squash
     pre_tanh_grad = torch.addcmul(
         squashed * (2.0 * log_prob_grad),
         action_grad * half_range,
@@ -637,23 +666,23 @@ def _actor_backward(
     )
     scale = passed.scale[size:]
     scale_grad = pre_tanh_grad * passed.noise[size:] - log_prob_grad / scale
-    if actor.raw_scale is not None:  # one raw scale per action dimension, shared by the rows
-        raw = passed.raw
-        raw_grad = actor.map_scale_backward(scale_grad.sum(0), raw, scale[0])
+    mapping = settings.scale_mapping
+    if settings.shared_scale:  # one raw scale per action dimension, shared by the rows
+        raw_grad = map_scale_backward(scale_grad.sum(0), passed.raw, scale[0], *mapping)
         output_grad = pre_tanh_grad
     else:
-        raw_grad = actor.map_scale_backward(scale_grad, passed.raw[size:], scale)
+        raw_grad = map_scale_backward(scale_grad, passed.raw[size:], scale, *mapping)
         output_grad = torch.cat((pre_tanh_grad, raw_grad), dim=-1)
     hidden = [h[size:] for h in passed.hidden]
     grads: list[torch.Tensor] = []
     grad = output_grad
-    for i in reversed(range(len(fused.actor_layers))):
+    for i in reversed(range(settings.actor_layers)):
         below = hidden[i - 1] if i > 0 else passed.inputs[size:]
         grads[:0] = [torch.mm(grad.t(), below), grad.sum(0)]
         if i > 0:
             grad = _activation_backward(
-                fused.actor_activation, torch.mm(grad, params[2 * i]), hidden[i - 1]
+                settings.actor_activation, torch.mm(grad, params[2 * i]), hidden[i - 1]
             )
-    if actor.raw_scale is not None:
+    if settings.shared_scale:
         grads.append(raw_grad)
     return grads
