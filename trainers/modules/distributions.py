@@ -46,13 +46,21 @@ def tanh_normal_log_prob_pre_tanh(
     ``log(1 - tanh(x)^2) = 2 (log 2 - x - softplus(-2x))`` avoids the cancellation of
     ``1 - tanh(x)^2`` for large ``|x|``.
     """
+    return tanh_normal_neg_log_prob_terms(x, loc, scale, log_const).sum(-1).neg_()
+
+
+def tanh_normal_neg_log_prob_terms(
+    x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, log_const: torch.Tensor
+) -> torch.Tensor:
+    """The negated terms of :func:`tanh_normal_log_prob_pre_tanh`, one per dimension, before
+    the sum."""
     z = (x - loc) / scale
     # Written as tensor-tensor ops with scalar kernel arguments: a Python number as an operand
     # costs about twice as much per call at policy batch sizes (called at every env step).
     # softplus with beta=-2 is -softplus(-2x) / 2, so half = x + softplus(-2x) - z^2 / 4.
     half = torch.add(x, F.softplus(x, beta=-2.0), alpha=-2.0).addcmul_(z, z, value=-0.25)
     # per dimension: log(scale) + log_const - 2 * half, the negated log-density
-    return torch.add(scale.log().add_(log_const), half, alpha=-2.0).sum(-1).neg_()
+    return torch.add(scale.log().add_(log_const), half, alpha=-2.0)
 
 
 def tanh_normal_log_prob(
