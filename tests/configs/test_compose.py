@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -280,3 +281,33 @@ def test_the_trainer_counts_frames_with_the_envs_action_repeat(tmp_path, monkeyp
     batch = trainer.collector.collect_batch()
     assert trainer._count_frames(batch) == 3 * batch.numel() == 3 * 2000
     trainer.collector.shutdown()
+
+
+def _async_warnings(threads: int) -> list[str]:
+    """The warnings about background collection issued while building SAC with ``threads``
+    torch threads (the builder sets them)."""
+    cfg = _compose(
+        "sac",
+        "trainer.progress_bar=false",
+        "trainer.async_collection=true",
+        f"trainer.num_threads={threads}",
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        instantiate(cfg.trainer).collector.shutdown()
+    messages = [str(warning.message) for warning in caught]
+    return [message for message in messages if "trainer.async_collection=true with" in message]
+
+
+def test_async_collection_warns_when_torch_threads_leave_no_core_for_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cores = len(os.sched_getaffinity(0))
+    threads = torch.get_num_threads()
+    try:
+        (message,) = _async_warnings(cores)
+        assert f"with {cores} torch threads on {cores} cores" in message
+        if cores > 1:
+            assert message.endswith(f"set trainer.num_threads to at most {cores - 1}")
+            assert not _async_warnings(cores - 1)
+    finally:
+        torch.set_num_threads(threads)
