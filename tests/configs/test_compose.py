@@ -214,14 +214,19 @@ def test_the_none_preset_changes_nothing():
     assert _compose("ppo", "+preset=none", hopper) == _compose("ppo", hopper)
 
 
-def _mujoco_preset_warnings(name: str, *overrides: str) -> list[str]:
-    """The warnings that point at the MuJoCo preset, issued while building the trainer."""
+def _build_warnings(name: str, containing: str, *overrides: str) -> list[str]:
+    """The warnings containing ``containing`` issued while building the trainer."""
     cfg = _compose(name, "trainer.progress_bar=false", *overrides)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         instantiate(cfg.trainer).collector.shutdown()
     messages = [str(warning.message) for warning in caught]
-    return [message for message in messages if "+preset=mujoco_ppo" in message]
+    return [message for message in messages if containing in message]
+
+
+def _mujoco_preset_warnings(name: str, *overrides: str) -> list[str]:
+    """The warnings that point at the MuJoCo preset, issued while building the trainer."""
+    return _build_warnings(name, "+preset=mujoco_ppo", *overrides)
 
 
 def test_ppo_defaults_on_a_mujoco_task_point_at_the_mujoco_preset(tmp_path, monkeypatch):
@@ -286,17 +291,12 @@ def test_the_trainer_counts_frames_with_the_envs_action_repeat(tmp_path, monkeyp
 def _async_warnings(threads: int) -> list[str]:
     """The warnings about background collection issued while building SAC with ``threads``
     torch threads (the builder sets them)."""
-    cfg = _compose(
+    return _build_warnings(
         "sac",
-        "trainer.progress_bar=false",
+        "trainer.async_collection=true with",
         "trainer.async_collection=true",
         f"trainer.num_threads={threads}",
     )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        instantiate(cfg.trainer).collector.shutdown()
-    messages = [str(warning.message) for warning in caught]
-    return [message for message in messages if "trainer.async_collection=true with" in message]
 
 
 def test_async_collection_warns_when_torch_threads_leave_no_core_for_it(tmp_path, monkeypatch):
