@@ -100,27 +100,6 @@ def test_priorities_follow_the_td_error_of_each_sampled_batch():
     assert keys.PRIORITY_WEIGHT in trainer.replay_buffer.sample().keys()
 
 
-def test_buffer_stores_the_transitions_and_the_logs_see_the_whole_batch():
-    trainer, _ = make_sac(init_random_frames=20, total_frames=60)
-    logged_batches: list[TensorDictBase] = []
-    trainer.register_op(Stage.PRE_STEPS_LOG, lambda batch: logged_batches.append(batch.clone()))
-    trainer.train()
-
-    stored = set(_stored(trainer).keys(include_nested=True, leaves_only=True))
-    assert stored == {
-        keys.OBSERVATION,
-        keys.ACTION,
-        keys.NEXT_OBSERVATION,
-        keys.REWARD,
-        keys.TERMINATED,
-        keys.TRUNCATED,
-        keys.DONE,
-    }
-    # The logging hooks still get the whole batch: episode statistics, the policy's outputs.
-    seen = set(logged_batches[-1].keys(include_nested=True, leaves_only=True))
-    assert {keys.EPISODE_REWARD, keys.STEP_COUNT, keys.TRAJ_IDS, keys.LOC} <= seen
-
-
 def test_padding_frames_reach_neither_the_buffer_nor_the_logs():
     trainer, logger = make_sac(pad=4, total_frames=48)  # 20 frames a batch, 16 of them valid
     batches = record_batches(trainer)

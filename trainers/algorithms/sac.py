@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from tensordict import TensorDictBase
-from tensordict.utils import NestedKey
 
 from trainers import keys
 from trainers.algorithms.common import register_batch_logging, register_weight_updates
@@ -117,19 +115,18 @@ class SACTrainer(Trainer):
                 f"a {type(collector).__name__}"
             )
         self.replay_buffer = replay_buffer
-        self._transition_keys = transition_keys(
-            getattr(loss_module.actor_network, "in_keys", [keys.OBSERVATION])
-        )
+        actor_inputs = getattr(loss_module.actor_network, "in_keys", [keys.OBSERVATION])
+        self._transition_keys = [*actor_inputs, keys.ACTION, keys.NEXT, keys.MASK]
         if async_collection and getattr(collector, "stored_keys", ()) is None:
-            collector.stored_keys = [*self._transition_keys, keys.MASK]  # as the sync path
+            collector.stored_keys = self._transition_keys  # what the sync path stores too
         rb_trainer = ReplayBufferTrainer(replay_buffer, batch_size=batch_size, device=None)
         target_hook = (
             TargetNetUpdaterHook(target_net_updater) if target_net_updater is not None else None
         )
         self.register_module("replay_buffer", rb_trainer)
-        self._rb_trainer = rb_trainer
         if not async_collection:
-            self.register_op(Stage.BATCH_PROCESS, self._store_transitions)
+            self.register_op(Stage.BATCH_PROCESS, self._transitions_only)
+            self.register_op(Stage.BATCH_PROCESS, rb_trainer.extend)
         self.register_op(Stage.PROCESS_OPTIM_BATCH, rb_trainer.sample)
         self.register_op(Stage.POST_LOSS, rb_trainer.update_priority)
         if target_hook is not None:
@@ -157,21 +154,10 @@ class SACTrainer(Trainer):
         update = self.fused_update
         return None if update is None else update(self, sub_batch)
 
-    def _store_transitions(self, batch: TensorDictBase) -> TensorDictBase:
-        """Writes the batch's transitions (``transition_keys``) into the replay buffer, its
-        padding frames left out; returns the batch unchanged, for the logging hooks."""
-        mask = [keys.MASK] if batch.get(keys.MASK, None) is not None else []
-        self._rb_trainer.extend(batch.select(*self._transition_keys, *mask, strict=False))
-        return batch
+    def _transitions_only(self, batch: TensorDictBase) -> TensorDictBase:
+        """Drops what the collecting policy wrote (its random warm-up batches write none).
 
-
-def transition_keys(observation_keys: Sequence[NestedKey]) -> list[NestedKey]:
-    """What ``SACTrainer`` stores of each frame: the observations the actor reads (and
-    ``OBSERVATION``, which the critics read) at the step and the next one, the action, the
-    reward and the episode-end flags. Not stored: the policy's outputs and the running episode
-    statistics (``EPISODE_REWARD``, ``STEP_COUNT``), which no loss reads and which would cost
-    a gather per sampled batch and 12 bytes per stored frame."""
-    observations = list(dict.fromkeys([*observation_keys, keys.OBSERVATION]))
-    nexts = [(keys.NEXT, *((key,) if isinstance(key, str) else key)) for key in observations]
-    flags = [keys.REWARD, keys.TERMINATED, keys.TRUNCATED, keys.DONE]
-    return [*observations, keys.ACTION, *nexts, *flags]
+        The collector's validity mask stays, so that the buffer and the batch metrics skip
+        padding frames.
+        """
+        return batch.select(*self._transition_keys, strict=False)
