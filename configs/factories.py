@@ -178,7 +178,7 @@ def make_sac_trainer(
         )
     validate(root, problems)
     build = _Builder(root, common)
-    if async_collection:
+    if async_collection and build.device.type == "cpu":
         _warn_async_without_a_free_core()
     env = build.env(training_env)
     if isinstance(env.action_spec, Categorical):
@@ -379,8 +379,8 @@ def _warn_short_horizon_on_mujoco(env_name: str | None, gamma: float) -> None:
 
 def _warn_async_without_a_free_core() -> None:
     """Background collection pays only with a core left for the collector thread: where
-    torch's threads take every core, the thread and the update's parallel regions keep
-    preempting each other (docs/benchmarks.md)."""
+    torch's threads take every core the update runs on, the thread and the update's parallel
+    regions keep preempting each other (README). Cores as the OS counts them (logical)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = torch.get_num_threads()
     if cores is None or threads < cores:

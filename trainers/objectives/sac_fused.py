@@ -229,11 +229,6 @@ class FusedSAC:
             params.append(self.actor.raw_scale)
         return [*params, *self.critic.weights, *self.critic.biases]
 
-    @property
-    def actor_param_count(self) -> int:
-        """How many of :meth:`parameters` are the actor's (they come first)."""
-        return 2 * len(self.actor_layers) + (self.actor.raw_scale is not None)
-
     def compute(
         self, settings: _Settings, noise: torch.Tensor, params: tuple[torch.Tensor, ...]
     ) -> _Computed:
@@ -288,15 +283,14 @@ class FusedSAC:
         if any(tensor.requires_grad for tensor in inputs):
             return None
         params = tuple(self.parameters())
-        count, grad_mode = self.actor_param_count, torch.is_grad_enabled()
         actor, target = self.actor, self.target_critic
         settings = _Settings(
             batch,
             alpha,
             gamma,
             loss_function,
-            actor_gradients=grad_mode and any(p.requires_grad for p in params[:count]),
-            critic_gradients=grad_mode and any(p.requires_grad for p in params[count:]),
+            actor_gradients=False,
+            critic_gradients=False,
             actor_layers=len(self.actor_layers),
             actor_activation=self.actor_activation,
             shared_scale=actor.raw_scale is not None,
@@ -306,6 +300,9 @@ class FusedSAC:
             target_weights=tuple(target.weights),
             target_biases=tuple(target.biases),
         )
+        count, grad_mode = settings.actor_param_count, torch.is_grad_enabled()
+        settings.actor_gradients = grad_mode and any(p.requires_grad for p in params[:count])
+        settings.critic_gradients = grad_mode and any(p.requires_grad for p in params[count:])
         return settings, params
 
     def __call__(
@@ -365,7 +362,8 @@ class _Settings:
 
     @property
     def actor_param_count(self) -> int:
-        """How many of the parameters are the actor's (``FusedSAC.parameters``)."""
+        """How many of the parameters are the actor's (they come first in
+        ``FusedSAC.parameters``)."""
         return 2 * self.actor_layers + self.shared_scale
 
 
@@ -470,11 +468,14 @@ def _actor_pass(
     squashed = torch.tanh(pre_tanh)
     center, half_range, log_const = settings.squash
     action = torch.addcmul(center, half_range, squashed)
-    # The sum over the action dimensions as a matrix product with -1s: a compiled graph sums
-    # so few elements per row with scalar code on one thread (0.1 ms at batch 256, the
-    # logarithms included) where the terms alone are vectorized (docs/benchmarks.md).
     terms = tanh_normal_neg_log_prob_terms(pre_tanh, loc, scale, log_const)
-    log_prob = torch.mm(terms, terms.new_full((terms.shape[-1], 1), -1.0)).squeeze(-1)
+    if terms.device.type == "cpu":
+        # The sum over the action dimensions as a matrix product with -1s: a compiled graph
+        # sums so few elements per row with scalar code on one thread (0.1 ms at batch 256, the
+        # logarithms included) where the terms alone are vectorized (docs/benchmarks.md).
+        log_prob = torch.mm(terms, terms.new_full((terms.shape[-1], 1), -1.0)).squeeze(-1)
+    else:  # an accelerator's products may round their inputs (TF32)
+        log_prob = terms.sum(-1).neg()
     return _ActorPass(inputs, hidden, raw, scale, noise, squashed, action, log_prob)
 
 
