@@ -184,8 +184,10 @@ def test_async_collection_trains_on_what_the_background_thread_writes():
     # reaches init_random_frames on gets its 2 updates: batches 2 to 6.
     assert trainer.state.optim_steps == 5 * 2
     names = set().union(*(values for _, values in logger.scalars))
-    # Batch metrics come from the sampled batches at post_optim_log in async mode.
-    assert {"r_training", "done_percentage", "loss_actor", "loss_qvalue", "utd_ratio"} <= names
+    # Batch metrics come from the sampled batches at post_optim_log in async mode, episode
+    # statistics included: the thread stores them.
+    logged = {"r_training", "done_percentage", "loss_actor", "loss_qvalue", "utd_ratio"}
+    assert logged | {"episode_return", "episode_length"} <= names
 
 
 def test_async_collection_resumes_with_the_buffer_and_the_frame_count_of_its_checkpoint(
