@@ -1,4 +1,4 @@
-"""SACTrainer's optimization step without autograd's backward pass (``SACTrainer(fused_update=True)``).
+"""SACTrainer's optimization step without autograd's backward pass (``fused_update=True``).
 
 ``SACLoss``'s fused path computes the gradients of its losses in its forward pass; through the
 hooks, the trainer still runs autograd's backward pass to move them into ``.grad`` (an autograd

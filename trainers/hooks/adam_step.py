@@ -9,7 +9,8 @@ and only where that is all ``step()`` would do: a plain ``torch.optim.Adam`` wit
 without step hooks or anything wrapping ``step`` (an LR scheduler counts calls that way), float
 learning rates and betas, no ``amsgrad``, ``capturable``, ``differentiable`` or decoupled weight
 decay, no ``GradScaler`` scale or inf flag, dense real gradients, and state already made by a
-first ``step()`` for every parameter that has a gradient. Anywhere else it returns False and the caller calls ``step()``.
+first ``step()`` for every parameter that has a gradient. Anywhere else it returns False and the
+caller calls ``step()``.
 """
 
 from __future__ import annotations
