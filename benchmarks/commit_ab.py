@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from trainers.trainer.denormals import denormals_flushed
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))  # the benchmarks folder is not a package
@@ -106,11 +108,11 @@ def main() -> None:
         if packages != [PACKAGE, "trainers"]:
             raise SystemExit(f"the two trainers come from {packages}, not the two versions")
         times: dict[str, list[float]] = {label: [] for label in trainers}
-        torch.set_flush_denormal(True)
-        for round_index in range(args.rounds):
-            order = list(trainers) if round_index % 2 == 0 else list(trainers)[::-1]
-            for label in order:
-                times[label].append(time_chunk(trainers[label], args.chunk))
+        with denormals_flushed():  # on every torch thread, as train() does
+            for round_index in range(args.rounds):
+                order = list(trainers) if round_index % 2 == 0 else list(trainers)[::-1]
+                for label in order:
+                    times[label].append(time_chunk(trainers[label], args.chunk))
     print(f"{args.env}, SAC, torch threads = {args.threads}, {args.rounds} rounds x {args.chunk} "
           "steps per version\n")  # fmt: skip
     print("| version | ms per step (median) | range |")

@@ -39,6 +39,7 @@ from common import SAC  # the benchmarks folder is not a package
 from speed import Case, build_trainrl
 
 from trainers.objectives import SoftUpdate
+from trainers.trainer.denormals import denormals_flushed
 
 
 @dataclass
@@ -93,23 +94,23 @@ def copy_arm(trainer: Any, label: str, flush: bool, path: str, lr: float, tau: f
 
 
 def run_chunk(arm: Arm, buffer: Any, updates: int) -> None:
-    """``updates`` SAC updates of ``arm`` with flushing set as the arm says."""
-    torch.set_flush_denormal(arm.flush)
-    adam = 0.0
-    start = time.perf_counter()
-    for _ in range(updates if arm.trainer is not None else 0):  # the trainer's own steps
-        arm.trainer._optim_step(None)
-    for _ in range(updates if arm.trainer is None else 0):
-        losses = arm.loss(buffer.sample())
-        (losses["loss_actor"] + losses["loss_qvalue"] + losses["loss_alpha"]).backward()
-        before_step = time.perf_counter()
-        arm.optimizer.step()
-        adam += time.perf_counter() - before_step
-        arm.optimizer.zero_grad()
-        arm.target_updater.step()
-    arm.update_ms.append((time.perf_counter() - start) / updates * 1e3)
-    arm.adam_ms.append(adam / updates * 1e3)
-    torch.set_flush_denormal(False)
+    """``updates`` SAC updates of ``arm`` with flushing set as the arm says (on every torch
+    thread, as ``train()`` sets it)."""
+    with denormals_flushed(arm.flush):
+        adam = 0.0
+        start = time.perf_counter()
+        for _ in range(updates if arm.trainer is not None else 0):  # the trainer's own steps
+            arm.trainer._optim_step(None)
+        for _ in range(updates if arm.trainer is None else 0):
+            losses = arm.loss(buffer.sample())
+            (losses["loss_actor"] + losses["loss_qvalue"] + losses["loss_alpha"]).backward()
+            before_step = time.perf_counter()
+            arm.optimizer.step()
+            adam += time.perf_counter() - before_step
+            arm.optimizer.zero_grad()
+            arm.target_updater.step()
+        arm.update_ms.append((time.perf_counter() - start) / updates * 1e3)
+        arm.adam_ms.append(adam / updates * 1e3)
 
 
 def denormal_share(optimizer: torch.optim.Optimizer) -> float:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.trainer.toy import make_toy_trainer
-from trainers.trainer.denormals import denormals_flushed
+from trainers.trainer.denormals import _openmp_runtime, denormals_flushed
 
 DENORMAL = 1e-39  # below float32's smallest normal number, 1.18e-38
 
@@ -14,6 +14,20 @@ DENORMAL = 1e-39  # below float32's smallest normal number, 1.18e-38
 def _product_with_denormal() -> float:
     """A float32 product whose exact result (1e-39) is a denormal."""
     return (torch.full((4,), DENORMAL * 1e3) * 1e-3)[0].item()
+
+
+def _flushed_share(denormals: torch.Tensor) -> float:
+    """Share of ``denormals * 1`` that comes out zero (each torch thread computes its part of
+    the product)."""
+    return ((denormals * 1.0) == 0).double().mean().item()
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -29,6 +43,24 @@ def test_the_block_flushes_denormals_and_restores_the_default(flushing_supported
         assert flushing
         assert _product_with_denormal() == 0.0
     assert _product_with_denormal() == pytest.approx(DENORMAL, rel=1e-3)
+
+
+def test_the_block_flushes_on_every_openmp_thread(flushing_supported, two_threads):
+    """torch.set_flush_denormal sets the calling thread only: the other threads of a parallel
+    op would compute their part on denormals (half of it here)."""
+    if _openmp_runtime() is None:
+        pytest.skip("torch's CPU ops do not run on an OpenMP runtime found in this process")
+    # Made before any flushing: a float made from 1e-39 while flushing is zero.
+    denormals = torch.full((1 << 21,), DENORMAL)
+    assert _flushed_share(denormals) == 0.0
+    with denormals_flushed():
+        assert _flushed_share(denormals) == 1.0
+    assert _flushed_share(denormals) == 0.0
+    torch.set_flush_denormal(True)  # this thread only
+    try:
+        assert _flushed_share(denormals) == pytest.approx(0.5, abs=0.01)
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_disabled_block_keeps_denormals(flushing_supported):
@@ -52,3 +84,15 @@ def test_train_flushes_denormals_in_its_hooks_only_when_asked(flushing_supported
     assert seen
     assert all((value == 0.0) is flush for value in seen)
     assert _product_with_denormal() != 0.0  # the thread is back at torch's default
+
+
+def test_train_flushes_on_every_openmp_thread(flushing_supported, two_threads):
+    if _openmp_runtime() is None:
+        pytest.skip("torch's CPU ops do not run on an OpenMP runtime found in this process")
+    denormals = torch.full((1 << 21,), DENORMAL)
+    trainer = make_toy_trainer(total_frames=32)
+    seen: list[float] = []
+    trainer.register_op("post_optim", lambda: seen.append(_flushed_share(denormals)))
+    trainer.train()
+    assert seen and all(share == 1.0 for share in seen)
+    assert _flushed_share(denormals) == 0.0

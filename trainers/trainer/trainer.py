@@ -83,8 +83,9 @@ class Trainer:
         async_collection: the collector fills a replay buffer in the background (algorithm
             trainers use it to pick their hooks).
         flush_denormals: ``train()`` flushes denormal floats to zero on its thread's CPU ops
-            (``torch.set_flush_denormal``; back to torch's default when it returns). Denormals
-            slow CPU arithmetic ~100x; they appear in Adam's moments of dead units.
+            and on torch's OpenMP worker threads (``torch.set_flush_denormal`` on each; back to
+            torch's default when it returns). Denormals slow CPU arithmetic ~100x; they appear
+            in Adam's moments of dead units.
 
     Examples:
         >>> trainer = Trainer(collector=collector, total_frames=10_000, frame_skip=1,
