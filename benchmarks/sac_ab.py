@@ -1,6 +1,8 @@
 """A/B of one SAC speed setting on two copies of one warm training state.
 
 ``--compare denormals``: what flushing denormals saves (``trainer.flush_denormals``).
+``--compare workers --threads 2``: what flushing them on torch's OpenMP workers too saves, as
+``train()`` does since 6d59761, against flushing on the training thread only.
 ``--compare fused``: what SAC's hand-derived backward pass saves (``loss.fused``), both arms
 flushing denormals.
 ``--compare compile``: what compiling the fused path saves (``loss.compile``; the first compiled
@@ -23,10 +25,12 @@ Run: ``python benchmarks/sac_ab.py --compare fused [--env HalfCheetah-v5] [--rou
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +51,7 @@ class Arm:
     """One copy of the training state and its timings (ms per update, ms per Adam step)."""
 
     label: str
-    flush: bool
+    flush: str  # "all" threads (as train()), the training thread only ("main"), or "none"
     loss: Any
     optimizer: torch.optim.Optimizer
     target_updater: SoftUpdate
@@ -61,7 +65,7 @@ def trainer_arm(trainer: Any, label: str, fused_update: bool, lr: float, tau: fl
     from the trainer's replay buffer, with ``fused_update`` as given."""
     from trainers.algorithms import SACTrainer
 
-    arm = copy_arm(trainer, label, True, "compiled", lr, tau)
+    arm = copy_arm(trainer, label, "all", "compiled", lr, tau)
     arm.trainer = SACTrainer(
         collector=trainer.collector,  # never iterated: the arm only takes optimization steps
         total_frames=trainer.total_frames,
@@ -80,7 +84,7 @@ def trainer_arm(trainer: Any, label: str, fused_update: bool, lr: float, tau: fl
     return arm
 
 
-def copy_arm(trainer: Any, label: str, flush: bool, path: str, lr: float, tau: float) -> Arm:
+def copy_arm(trainer: Any, label: str, flush: str, path: str, lr: float, tau: float) -> Arm:
     """A deep copy of the trainer's loss and optimizer state (no tensor shared), whose losses
     come from ``path``: ``fused``, ``compiled`` (fused, ``compile=True``) or ``autograd``."""
     loss = copy.deepcopy(trainer.loss_module)
@@ -93,10 +97,24 @@ def copy_arm(trainer: Any, label: str, flush: bool, path: str, lr: float, tau: f
     return Arm(label, flush, loss, optimizer, SoftUpdate(loss, tau=tau))
 
 
+@contextlib.contextmanager
+def flushing(mode: str) -> Iterator[None]:
+    """Denormals flushed on every torch thread (``all``, as ``train()`` does), on this thread
+    only (``main``, as ``train()`` did before 6d59761) or nowhere (``none``)."""
+    if mode != "main":
+        with denormals_flushed(mode == "all"):
+            yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def run_chunk(arm: Arm, buffer: Any, updates: int) -> None:
-    """``updates`` SAC updates of ``arm`` with flushing set as the arm says (on every torch
-    thread, as ``train()`` sets it)."""
-    with denormals_flushed(arm.flush):
+    """``updates`` SAC updates of ``arm`` with flushing set as the arm says."""
+    with flushing(arm.flush):
         adam = 0.0
         start = time.perf_counter()
         for _ in range(updates if arm.trainer is not None else 0):  # the trainer's own steps
@@ -128,7 +146,9 @@ def denormal_share(optimizer: torch.optim.Optimizer) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--compare", choices=["denormals", "fused", "compile", "fused_update"], default="denormals"
+        "--compare",
+        choices=["denormals", "workers", "fused", "compile", "fused_update"],
+        default="denormals",
     )
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument(
@@ -148,10 +168,14 @@ def main() -> None:
     trainer.flush_denormals = False
     trainer.train()
     arm_settings = {
-        "denormals": [("flush denormals", True, "fused"), ("keep denormals", False, "fused")],
-        "fused": [("fused", True, "fused"), ("autograd", True, "autograd")],
-        "compile": [("compiled", True, "compiled"), ("fused", True, "fused")],
-        "fused_update": [("fused update", True, "on"), ("hook by hook", True, "off")],
+        "denormals": [("flush denormals", "all", "fused"), ("keep denormals", "none", "fused")],
+        "workers": [
+            ("flush on every thread", "all", "fused"),
+            ("flush on the training thread only", "main", "fused"),
+        ],
+        "fused": [("fused", "all", "fused"), ("autograd", "all", "autograd")],
+        "compile": [("compiled", "all", "compiled"), ("fused", "all", "fused")],
+        "fused_update": [("fused update", "all", "on"), ("hook by hook", "all", "off")],
     }[args.compare]
     arms = [
         trainer_arm(trainer, label, path == "on", settings.lr, settings.tau)

@@ -21,10 +21,11 @@ def _returns(run_dir) -> list[float]:
 
 
 def test_default_ppo_learns_pendulum_within_200k_frames(tmp_path):
-    """Over seeds 0-2: one seed's trajectory depends on the CPU's float rounding (seed 0 reached
-    -171 on an Intel VM and -204 on an AMD one with the same code), the mean over seeds does not
-    move much (-178 and -186). Before the default clipped the gradient norm (at 0.5), seed 1
-    fell back to -376 over its last 100 episodes on an Intel VM, which the last check caught."""
+    """Over seeds 0-2: one seed's trajectory depends on the CPU's float rounding (without
+    gradient clipping, seed 0's best reached -171 on an Intel VM and -204 on an AMD one with the
+    same code, and seed 1 fell back to -376 over its last 100 episodes on another Intel VM, which
+    the last check caught). With the norm clipped at 0.5, the default since, seeds 0-2 ended at
+    -179, -186 and -190 on that VM."""
     best, last = [], []
     for seed in range(3):
         run_dir = tmp_path / f"run{seed}"

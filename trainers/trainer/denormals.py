@@ -12,7 +12,10 @@ sets the calling thread's only. With more than one torch thread, CPU ops also ru
 threads of torch's OpenMP runtime, made before ``train()`` starts: left as they were, they
 computed their share of the fused Adam step on denormals, which took 0.44 ms instead of 0.12 ms
 at two threads (SAC, HalfCheetah-v5). So the flag is set on those workers too, by running
-``torch.set_flush_denormal`` once on every thread of an OpenMP parallel region.
+``torch.set_flush_denormal`` once on every thread of an OpenMP parallel region of torch's runtime
+(GNU's libgomp, or a runtime with its ``GOMP_parallel`` entry point). Like any parallel torch op,
+that region hangs in a process forked after its parent ran one (libgomp is not fork-safe); such
+children should train on one torch thread, as the multi-process collector's workers do.
 """
 
 from __future__ import annotations
@@ -20,13 +23,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
-# The OpenMP runtimes that export GNU's GOMP_parallel: GNU's own, Intel's and LLVM's.
-_OPENMP_LIBRARY = re.compile(r"/lib(gomp|iomp5|omp)[-.\w]*\.so[.\d]*$")
+# void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags)
+_REGION_BODY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
 @contextlib.contextmanager
@@ -34,44 +36,44 @@ def denormals_flushed(enabled: bool = True) -> Iterator[bool]:
     """Flushes denormals to zero on this thread's CPU ops, and on the OpenMP worker threads
     they use, inside the block (when ``enabled``).
 
-    Yields whether flushing is on (False when disabled or where the CPU cannot, e.g. without
-    SSE3). On exit the threads are back at torch's default, denormals kept. CUDA kernels are
-    not affected.
+    Yields whether flushing is on for this thread (False when disabled or where the CPU cannot,
+    e.g. without SSE3). On exit this thread and the workers are back at torch's default,
+    denormals kept (threads started inside the block keep the flag they inherited). CUDA
+    kernels are not affected.
     """
     if not enabled:
         yield False
         return
-    flushing = _set_flush_denormal(True)
+    threads = torch.get_num_threads()
+    flushing = _set_flush_denormal(True, threads)
     try:
         yield flushing
-    finally:
-        _set_flush_denormal(False)
+    finally:  # the workers flushed on entry, even if the block lowered the thread count
+        _set_flush_denormal(False, max(threads, torch.get_num_threads()))
 
 
-def _set_flush_denormal(enabled: bool) -> bool:
-    """``torch.set_flush_denormal(enabled)`` on this thread and its OpenMP workers."""
+def _set_flush_denormal(enabled: bool, threads: int) -> bool:
+    """``torch.set_flush_denormal(enabled)`` on this thread and on ``threads - 1`` OpenMP
+    workers; returns this thread's result (an exception in a worker is printed by ctypes)."""
     flushing = torch.set_flush_denormal(enabled)
-    runtime = _openmp_runtime()
-    if runtime is not None and torch.get_num_threads() > 1:
-        on_each_thread = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(
-            lambda _: torch.set_flush_denormal(enabled)
-        )
-        runtime.GOMP_parallel(on_each_thread, None, ctypes.c_uint(torch.get_num_threads()), 0)
+    parallel = _openmp_parallel()
+    if parallel is not None and threads > 1:
+        body = _REGION_BODY(lambda _: torch.set_flush_denormal(enabled))
+        parallel(body, None, threads, 0)
     return flushing
 
 
 @functools.cache
-def _openmp_runtime() -> ctypes.CDLL | None:
-    """The OpenMP runtime loaded in this process, which torch's CPU ops run on; None where torch
-    does not use OpenMP or the runtime cannot be told (not Linux, or two runtimes loaded)."""
+def _openmp_parallel() -> Callable[..., None] | None:
+    """``GOMP_parallel`` of the OpenMP runtime torch's CPU ops run on, found through torch's
+    own extension module (so through its dependencies); None where torch has no OpenMP or the
+    runtime has no such entry point."""
     if not torch._C.has_openmp:
         return None
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if _OPENMP_LIBRARY.search(line.rstrip())}
-    except OSError:
-        return None
-    if len(paths) != 1:
-        return None
-    runtime = ctypes.CDLL(paths.pop())  # the loaded library itself: dlopen finds it by path
-    return runtime if hasattr(runtime, "GOMP_parallel") else None
+    # CDLL, not PyDLL: the call must release the GIL, which the workers' callbacks take.
+    torch_module = ctypes.CDLL(torch._C.__file__)
+    parallel = getattr(torch_module, "GOMP_parallel", None)
+    if parallel is not None:
+        parallel.argtypes = [_REGION_BODY, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+        parallel.restype = None
+    return parallel
